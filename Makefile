@@ -1,0 +1,38 @@
+# Two entry points for a newcomer: `make demo` and `make test`. Each builds .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev,litellm,retrieval,redis
+export AIAPP_HOME ?= $(CURDIR)/.aiapp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch first: any other torch spec pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	bash scripts/test.sh
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	for b in benchmarks/*.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .aiapp .pytest_cache .mypy_cache .ruff_cache

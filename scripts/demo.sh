@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The demo (README, `make demo`): runs offline on the embedded defaults, no API key.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True
+export AIAPP_HOME="${AIAPP_HOME:-$PWD/.aiapp}"
+
+echo "== routes"
+$BIN/aiapp models
+echo
+echo "== a question with context, answered offline by the local/extractive baseline"
+$BIN/aiapp complete "$(cat <<'Q'
+<context>
+[1] corpora/ollama/faq.md
+Ollama binds 127.0.0.1 port 11434 by default. Change the bind address with the OLLAMA_HOST environment variable. Set OLLAMA_HOST=0.0.0.0 to make the server listen on all interfaces.
+[2] corpora/ollama/gpu.md
+Ollama supports Nvidia GPUs with compute capability 5.0 and above.
+</context>
+How do I make the server listen on all interfaces?
+Q
+)"
+echo
+echo "== a question the context cannot answer"
+$BIN/aiapp complete "<context>Ollama supports Nvidia GPUs with compute capability 5.0.</context> What is the capital of France?"
+echo
+echo "== recent traces ($AIAPP_HOME/traces.db)"
+$BIN/aiapp traces -n 5

@@ -1,0 +1,78 @@
+"""aiapp: build LLM applications with a gateway, retrieval, versioned prompts and evals that gate CI.
+
+The public API, loaded lazily so ``import aiapp`` stays fast::
+
+    import aiapp
+    gw = aiapp.Gateway.from_config()
+    reply = gw.complete("hello")          # offline by default: the local/extractive baseline
+    print(reply.text, reply.usage, reply.trace_id)
+
+Layers (each imports only from those before it): ``types``, ``errors``, ``config`` → ``tracing`` →
+``gateway`` → ``testing``, and later prompts, retrieval, agents, apps, evals, cli, server.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # types
+    "CallOptions": "aiapp.types",
+    "Completion": "aiapp.types",
+    "Message": "aiapp.types",
+    "ResponseFormat": "aiapp.types",
+    "StreamChunk": "aiapp.types",
+    "ToolCall": "aiapp.types",
+    "ToolSpec": "aiapp.types",
+    "Usage": "aiapp.types",
+    # config
+    "Settings": "aiapp.config",
+    "load_settings": "aiapp.config",
+    # errors
+    "AiappError": "aiapp.errors",
+    "ConfigError": "aiapp.errors",
+    "OutputParseError": "aiapp.errors",
+    "ProviderError": "aiapp.errors",
+    "UserError": "aiapp.errors",
+    # gateway
+    "Gateway": "aiapp.gateway",
+    "Model": "aiapp.gateway",
+    "PromptRef": "aiapp.gateway",
+    "register_provider": "aiapp.gateway",
+    # tracing
+    "TraceStore": "aiapp.tracing",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+if TYPE_CHECKING:
+    from aiapp.config import Settings, load_settings
+    from aiapp.errors import AiappError, ConfigError, OutputParseError, ProviderError, UserError
+    from aiapp.gateway import Gateway, Model, PromptRef, register_provider
+    from aiapp.tracing import TraceStore
+    from aiapp.types import (
+        CallOptions,
+        Completion,
+        Message,
+        ResponseFormat,
+        StreamChunk,
+        ToolCall,
+        ToolSpec,
+        Usage,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiapp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

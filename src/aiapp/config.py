@@ -1,0 +1,231 @@
+"""Typed settings: ``configs/aiapp.yaml`` overlaid by ``AIAPP_*`` environment variables.
+
+Where things are looked up:
+
+* the config file: ``$AIAPP_CONFIG``, else ``./configs/aiapp.yaml``, else the embedded defaults
+  (one route, ``local``, on the offline ``local/extractive`` model);
+* state (traces, caches, indexes): ``$AIAPP_HOME``, else ``~/.aiapp``;
+* ``AIAPP_DEFAULT_ROUTE`` overrides ``default_route``; ``AIAPP_TRACING=0`` turns tracing off.
+
+Settings are loaded at the edge (CLI, ``Gateway.from_config()``) and passed down; nothing reads
+them from module globals. String values may reference the environment as ``${VAR}`` or
+``${VAR:-default}``; a missing variable without a default is an error naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aiapp._yaml import LocatedYaml, read_yaml_file
+from aiapp.errors import ConfigError
+
+ProviderKind = str
+
+#: Model-name prefixes served by the OpenAI-compatible fast path (no litellm in the call path).
+OPENAI_COMPATIBLE_PREFIXES = ("openai", "vllm", "hosted_vllm", "ollama_chat_openai", "openai_compatible")
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Deployment(_Strict):
+    """One concrete model behind a route.
+
+    ``model`` is ``provider/model-name``: ``local/extractive``; ``openai/gpt-4o-mini`` and
+    ``vllm/<name>`` (with ``api_base``) take the OpenAI-compatible fast path; anything else
+    (``anthropic/...``, ``gemini/...``, ``bedrock/...``) goes through litellm. ``provider`` forces
+    a path explicitly.
+    """
+
+    model: str = Field(min_length=1)
+    provider: ProviderKind | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def kind(self) -> ProviderKind:
+        """Which provider implementation serves this deployment."""
+        if self.provider is not None:
+            return self.provider
+        prefix = self.model.split("/", 1)[0]
+        if prefix == "local":
+            return "local"
+        if prefix in OPENAI_COMPATIBLE_PREFIXES:
+            return "openai"
+        return "litellm"
+
+    @property
+    def label(self) -> str:
+        """How errors and traces name this deployment."""
+        return f"{self.model}@{self.api_base}" if self.api_base else self.model
+
+
+class Route(_Strict):
+    """A named route: deployments tried in order until one answers."""
+
+    description: str = ""
+    deployments: list[Deployment] = Field(min_length=1)
+
+
+class Price(_Strict):
+    """A price override in USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class TracingSettings(_Strict):
+    """What the trace store keeps. ``store_content=False`` keeps metadata only (no prompts/replies)."""
+
+    enabled: bool = True
+    store_content: bool = True
+
+
+class Settings(_Strict):
+    """Everything aiapp reads from configuration.
+
+    Attributes:
+        default_route: Route used when a call names none.
+        routes: Named routes.
+        pricing: Per-model price overrides (``provider/model`` → price), on top of litellm's table.
+        tracing: Trace store options.
+        home: State directory (``AIAPP_HOME``); not read from the file.
+        source: The file these settings came from, or ``None`` for embedded defaults.
+    """
+
+    default_route: str = "local"
+    routes: dict[str, Route] = Field(default_factory=dict)
+    pricing: dict[str, Price] = Field(default_factory=dict)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    home: Path = Field(default_factory=lambda: default_home(), exclude=True)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("routes")
+    @classmethod
+    def _route_names(cls, routes: dict[str, Route]) -> dict[str, Route]:
+        for name in routes:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"route name {name!r} may only use letters, digits, '_', '-' and '.'")
+        return routes
+
+    @model_validator(mode="after")
+    def _ensure_local_route(self) -> Settings:
+        if "local" not in self.routes:
+            self.routes["local"] = Route(
+                description="Offline extractive baseline", deployments=[Deployment(model="local/extractive")]
+            )
+        if self.default_route not in self.routes and "/" not in self.default_route:
+            known = ", ".join(sorted(self.routes))
+            raise ValueError(f"default_route {self.default_route!r} is not a defined route (known: {known})")
+        return self
+
+    def config_hash(self) -> str:
+        """A short hash of the effective configuration, recorded with every trace."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:12]
+
+    @property
+    def traces_path(self) -> Path:
+        """The SQLite trace store."""
+        return self.home / "traces.db"
+
+
+def default_home() -> Path:
+    """``$AIAPP_HOME`` or ``~/.aiapp``."""
+    env = os.environ.get("AIAPP_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".aiapp"
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """``$AIAPP_CONFIG`` if set (it must exist), else ``configs/aiapp.yaml`` under ``start`` (cwd)."""
+    env = os.environ.get("AIAPP_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError("AIAPP_CONFIG points at a file that does not exist", path=str(path))
+        return path
+    candidate = (start or Path.cwd()) / "configs" / "aiapp.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(path: Path | str | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Load settings from ``path`` (or the discovered config file) and the environment.
+
+    Raises:
+        ConfigError: naming the file, line and field of the first problems found.
+    """
+    environ = dict(os.environ if env is None else env)
+    file = Path(path) if path is not None else find_config_file()
+    data: dict[str, Any] = {}
+    located: LocatedYaml | None = None
+    if file is not None:
+        located = read_yaml_file(file)
+        if located.data is None:
+            located.data = {}
+        if not isinstance(located.data, dict):
+            raise ConfigError("the top level must be a mapping of settings", path=str(file), line=1)
+        data = _interpolate(located.data, environ, located, ())
+    if environ.get("AIAPP_DEFAULT_ROUTE"):
+        data["default_route"] = environ["AIAPP_DEFAULT_ROUTE"]
+    if environ.get("AIAPP_TRACING") is not None:
+        tracing = dict(data.get("tracing") or {})
+        tracing["enabled"] = environ["AIAPP_TRACING"].lower() not in ("0", "false", "no", "off")
+        data["tracing"] = tracing
+    home = Path(environ["AIAPP_HOME"]).expanduser() if environ.get("AIAPP_HOME") else default_home()
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, file, located) from exc
+    settings.home = home
+    settings.source = file
+    return settings
+
+
+def _config_error(exc: ValidationError, file: Path | None, located: LocatedYaml | None) -> ConfigError:
+    first = exc.errors()[0]
+    loc = tuple(first["loc"])
+    field = ".".join(str(p) for p in loc) or None
+    line = located.line_of(loc) if located is not None else None
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}"
+    others = len(exc.errors()) - 1
+    if others:
+        message += f" (and {others} more problem{'s' if others > 1 else ''})"
+    return ConfigError(message, path=str(file) if file else None, line=line, field=field)
+
+
+def _interpolate(value: Any, environ: dict[str, str], located: LocatedYaml, loc: tuple[str | int, ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, environ, located, (*loc, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, environ, located, (*loc, i)) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ and environ[name] != "":
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"environment variable {name} is not set (write ${{{name}:-default}} to give a default)",
+                path=located.path,
+                line=located.line_of(loc),
+                field=".".join(str(p) for p in loc),
+            )
+
+        return _ENV_REF.sub(replace, value)
+    return value

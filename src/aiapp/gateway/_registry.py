@@ -1,0 +1,98 @@
+"""Provider registry: how a configured :class:`~aiapp.config.Deployment` becomes a :class:`Model`.
+
+Built in: ``local`` (offline models), ``openai`` (the OpenAI-compatible fast path) and ``litellm``
+(everything else). Add your own with :func:`register_provider`; heavy imports stay inside factories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiapp.config import Deployment
+from aiapp.errors import ConfigError
+from aiapp.gateway._model import Model
+from aiapp.gateway._pricing import PriceTable
+from aiapp.types import CallOptions
+
+ProviderFactory = Callable[[Deployment, PriceTable], Model]
+
+_PROVIDERS: dict[str, ProviderFactory] = {}
+
+
+def register_provider(kind: str) -> Callable[[ProviderFactory], ProviderFactory]:
+    """Decorator: serve deployments whose ``provider:`` (or model prefix) is ``kind``.
+
+    Example::
+
+        @register_provider("echo")
+        def make_echo(deployment, prices):
+            return EchoModel(deployment.model)
+    """
+
+    def decorate(factory: ProviderFactory) -> ProviderFactory:
+        _PROVIDERS[kind] = factory
+        return factory
+
+    return decorate
+
+
+def providers() -> list[str]:
+    """Names of the registered providers."""
+    return sorted(_PROVIDERS)
+
+
+def build_model(deployment: Deployment, prices: PriceTable) -> Model:
+    """Instantiate the model for one deployment."""
+    kind = deployment.kind
+    factory = _PROVIDERS.get(kind)
+    if factory is None:
+        raise ConfigError(
+            f"unknown provider {kind!r} for model {deployment.model!r} (known: {', '.join(providers())})",
+            field="provider",
+        )
+    return factory(deployment, prices)
+
+
+def _defaults(deployment: Deployment) -> CallOptions:
+    try:
+        return CallOptions.model_validate(deployment.params)
+    except ValueError as exc:
+        raise ConfigError(f"bad params for {deployment.model}: {exc}", field="params") from exc
+
+
+@register_provider("local")
+def _local(deployment: Deployment, prices: PriceTable) -> Model:
+    from aiapp.gateway.providers.local import ExtractiveModel
+
+    name = deployment.model.split("/", 1)[-1]
+    if name != "extractive":
+        raise ConfigError(f"unknown local model {deployment.model!r} (known: local/extractive)", field="model")
+    return ExtractiveModel()
+
+
+@register_provider("openai")
+def _openai(deployment: Deployment, prices: PriceTable) -> Model:
+    from aiapp.gateway.providers.openai_compat import OpenAICompatibleModel
+
+    return OpenAICompatibleModel(
+        deployment.model,
+        api_base=deployment.api_base,
+        api_key_env=deployment.api_key_env,
+        timeout_s=deployment.timeout_s,
+        prices=prices,
+        default_options=_defaults(deployment),
+    )
+
+
+@register_provider("litellm")
+def _litellm(deployment: Deployment, prices: PriceTable) -> Model:
+    from aiapp.gateway.providers.litellm import LiteLLMModel
+
+    return LiteLLMModel(
+        deployment.model,
+        api_base=deployment.api_base,
+        api_key_env=deployment.api_key_env,
+        timeout_s=deployment.timeout_s,
+        prices=prices,
+        default_options=_defaults(deployment),
+    )

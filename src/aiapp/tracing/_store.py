@@ -1,0 +1,179 @@
+"""The SQLite trace store under ``AIAPP_HOME`` (``traces.db``), with numbered migrations.
+
+One connection per store, shared across threads behind a lock; WAL journaling so readers
+(``aiapp traces``) never block writers, and each span commits on its own so a crash loses at most
+the call in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from aiapp.errors import ConfigError
+from aiapp.tracing._migrations import MIGRATIONS
+
+
+class SpanRecord(BaseModel):
+    """One recorded unit of work: a model call, a retrieval, a tool call, an app request."""
+
+    span_id: str
+    trace_id: str
+    parent_id: str | None = None
+    kind: str
+    name: str
+    started_at: float = Field(default_factory=time.time)
+    duration_ms: float = 0.0
+    status: str = "ok"
+    error: str | None = None
+    route: str | None = None
+    model: str | None = None
+    deployments: list[str] = Field(default_factory=list)
+    attempts: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    cache_hit: bool | None = None
+    prompt_ref: str | None = None
+    prompt_hash: str | None = None
+    config_hash: str | None = None
+    input: Any = None
+    output: Any = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+_COLUMNS = list(SpanRecord.model_fields)
+_JSON_COLUMNS = {"deployments", "input", "attributes"}
+
+
+class TraceStore:
+    """Reads and writes spans and feedback.
+
+    Args:
+        path: The SQLite file; its directory is created. ``":memory:"`` for a throwaway store.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot open the trace store: {exc}", path=self.path) from exc
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)")
+        applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+        newest = max(v for v, _, _ in MIGRATIONS)
+        if applied and max(applied) > newest:
+            raise ConfigError(
+                f"trace store is at schema version {max(applied)}, newer than this aiapp knows ({newest}); "
+                "upgrade aiapp or point AIAPP_HOME elsewhere",
+                path=self.path,
+            )
+        for version, name, sql in MIGRATIONS:
+            if version in applied:
+                continue
+            # executescript would commit implicitly; run statements inside one explicit transaction.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        """The newest applied migration."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def record(self, span: SpanRecord) -> None:
+        """Write one span (commits immediately)."""
+        data = span.model_dump()
+        values = [
+            json.dumps(data[c], default=str) if c in _JSON_COLUMNS else _scalar(data[c]) for c in _COLUMNS
+        ]
+        sql = f"INSERT OR REPLACE INTO spans ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        with self._lock:
+            self._db.execute(sql, values)
+
+    def add_feedback(self, trace_id: str, score: float, comment: str | None = None, *, source: str = "user") -> None:
+        """Attach a user's score (e.g. +1/-1) and comment to a trace."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO feedback (trace_id, score, comment, source, created_at) VALUES (?, ?, ?, ?, ?)",
+                (trace_id, float(score), comment, source, time.time()),
+            )
+
+    def feedback(self, trace_id: str) -> list[dict[str, Any]]:
+        """Feedback rows for a trace, oldest first."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT score, comment, source, created_at FROM feedback WHERE trace_id = ? ORDER BY id", (trace_id,)
+            )
+            return [dict(zip(("score", "comment", "source", "created_at"), row, strict=True)) for row in cur]
+
+    def recent(self, limit: int = 20, *, kind: str | None = None) -> list[SpanRecord]:
+        """The newest spans, newest first."""
+        where, args = ("WHERE kind = ?", [kind]) if kind else ("", [])
+        return self._query(f"SELECT * FROM spans {where} ORDER BY started_at DESC LIMIT ?", [*args, limit])
+
+    def trace(self, trace_id: str) -> list[SpanRecord]:
+        """All spans of one trace, in start order. A unique prefix of the id is enough."""
+        spans = self._query("SELECT * FROM spans WHERE trace_id = ? ORDER BY started_at", [trace_id])
+        if spans or len(trace_id) < 4:
+            return spans
+        return self._query(
+            "SELECT * FROM spans WHERE trace_id LIKE ? ORDER BY started_at", [trace_id.replace("%", "") + "%"]
+        )
+
+    def _query(self, sql: str, args: list[Any]) -> list[SpanRecord]:
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        out = []
+        for row in rows:
+            data = dict(zip(names, row, strict=True))
+            for column in _JSON_COLUMNS:
+                if data.get(column) is not None:
+                    data[column] = json.loads(data[column])
+            data["deployments"] = data.get("deployments") or []
+            data["attributes"] = data.get("attributes") or {}
+            if data.get("cache_hit") is not None:
+                data["cache_hit"] = bool(data["cache_hit"])
+            out.append(SpanRecord.model_validate(data))
+        return out
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return json.dumps(value, default=str)

@@ -1,0 +1,93 @@
+"""Spans and the current-trace context.
+
+A :class:`Tracer` writes spans to a :class:`TraceStore`. ``tracer.span(...)`` opens a span that
+nests under whatever span is current in this task/thread (``contextvars``), so a RAG request, its
+retrieval and its model call share one trace id without being passed around.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiapp.tracing._store import SpanRecord, TraceStore
+
+
+@dataclass
+class SpanContext:
+    """The ids of the span currently open, and fields to record when it closes."""
+
+    trace_id: str
+    span_id: str
+    record: SpanRecord | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_current: contextvars.ContextVar[SpanContext | None] = contextvars.ContextVar("aiapp_span", default=None)
+
+
+def new_id() -> str:
+    """A fresh 16-hex-digit id for traces and spans."""
+    return secrets.token_hex(8)
+
+
+def current_span() -> SpanContext | None:
+    """The span open in this context, if any."""
+    return _current.get()
+
+
+class Tracer:
+    """Records spans to a store; with ``store=None`` ids are still minted but nothing is written.
+
+    Args:
+        store: Where spans go.
+        store_content: Keep inputs/outputs (prompts, replies); ``False`` keeps metadata only.
+        config_hash: Recorded on every span so runs can be tied to their configuration.
+    """
+
+    def __init__(self, store: TraceStore | None, *, store_content: bool = True, config_hash: str | None = None) -> None:
+        self.store = store
+        self.store_content = store_content
+        self.config_hash = config_hash
+
+    def start(self) -> tuple[str, str, str | None]:
+        """Ids for a new span: (trace_id, span_id, parent_id), nested under the current span."""
+        parent = _current.get()
+        span_id = new_id()
+        if parent is None:
+            return span_id, span_id, None
+        return parent.trace_id, span_id, parent.span_id
+
+    def write(self, record: SpanRecord) -> None:
+        """Persist a finished span (content dropped when ``store_content`` is off)."""
+        if self.store is None:
+            return
+        if record.config_hash is None:
+            record.config_hash = self.config_hash
+        if not self.store_content:
+            record.input = None
+            record.output = None
+        self.store.record(record)
+
+    @contextmanager
+    def span(self, kind: str, name: str, **fields: Any) -> Iterator[SpanRecord]:
+        """Open a span; fields set on the yielded record are written when the block exits."""
+        trace_id, span_id, parent_id = self.start()
+        record = SpanRecord(span_id=span_id, trace_id=trace_id, parent_id=parent_id, kind=kind, name=name, **fields)
+        token = _current.set(SpanContext(trace_id, span_id, record))
+        start = time.perf_counter()
+        try:
+            yield record
+        except BaseException as exc:
+            record.status = "error"
+            record.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            _current.reset(token)
+            record.duration_ms = (time.perf_counter() - start) * 1000.0
+            self.write(record)

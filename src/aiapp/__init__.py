@@ -46,7 +46,29 @@ _EXPORTS: dict[str, str] = {
     "TraceStore": "aiapp.tracing",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "AiappError",
+    "CallOptions",
+    "Completion",
+    "ConfigError",
+    "Gateway",
+    "Message",
+    "Model",
+    "OutputParseError",
+    "PromptRef",
+    "ProviderError",
+    "ResponseFormat",
+    "Settings",
+    "StreamChunk",
+    "ToolCall",
+    "ToolSpec",
+    "TraceStore",
+    "Usage",
+    "UserError",
+    "__version__",
+    "load_settings",
+    "register_provider",
+]
 
 if TYPE_CHECKING:
     from aiapp.config import Settings, load_settings

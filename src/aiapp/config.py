@@ -207,7 +207,9 @@ def _config_error(exc: ValidationError, file: Path | None, located: LocatedYaml 
     return ConfigError(message, path=str(file) if file else None, line=line, field=field)
 
 
-def _interpolate(value: Any, environ: dict[str, str], located: LocatedYaml, loc: tuple[str | int, ...]) -> Any:
+def _interpolate(
+    value: Any, environ: dict[str, str], located: LocatedYaml, loc: tuple[str | int, ...]
+) -> Any:
     if isinstance(value, dict):
         return {k: _interpolate(v, environ, located, (*loc, k)) for k, v in value.items()}
     if isinstance(value, list):

@@ -7,6 +7,7 @@ Ollama, litellm's adapters) speaks it.
 
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Any, Literal, TypeVar
 
@@ -117,14 +118,17 @@ class ResponseFormat(_Frozen):
     name: str = "output"
 
     @classmethod
-    def from_model(cls, model: type[BaseModel]) -> ResponseFormat:
+    def from_model(cls, model: builtins.type[BaseModel]) -> ResponseFormat:
         """A schema-constrained format built from a pydantic model."""
         return cls(type="json_schema", json_schema=model.model_json_schema(), name=model.__name__)
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI ``response_format`` value."""
         if self.type == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": self.name, "schema": self.json_schema or {}}}
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": self.name, "schema": self.json_schema or {}},
+            }
         return {"type": self.type}
 
 
@@ -214,7 +218,7 @@ class Completion(BaseModel):
         return Message.assistant(self.text, tool_calls=self.tool_calls)
 
     def json_data(self) -> Any:
-        """Decode ``text`` as JSON; raise :class:`aiapp.errors.OutputParseError` with the raw reply if it is not."""
+        """Decode ``text`` as JSON (a code fence is stripped); errors carry the raw reply."""
         from aiapp.errors import OutputParseError
 
         raw = _strip_code_fence(self.text)

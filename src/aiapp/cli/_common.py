@@ -27,4 +27,6 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-ConfigOption = typer.Option(None, "--config", "-c", help="Config file (default: $AIAPP_CONFIG or configs/aiapp.yaml).")
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="Config file (default: $AIAPP_CONFIG or configs/aiapp.yaml)."
+)

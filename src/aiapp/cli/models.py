@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from aiapp.cli._common import ConfigOption, console, gateway, print_json
@@ -20,7 +22,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         with gateway(config) as gw:
-            rows = []
+            rows: list[dict[str, Any]] = []
             for name in gw.route_names():
                 route = gw.route_config(name) if name in gw.settings.routes else None
                 for i, dep in enumerate(route.deployments if route else []):
@@ -47,22 +49,24 @@ def register(app: typer.Typer) -> None:
             print_json(rows)
         else:
             table = Table(title="routes")
-            columns = ["route", "#", "deployment", "provider", "key", "$/Mtok in/out"] + (["check"] if check else [])
+            columns = ["route", "#", "deployment", "provider", "key", "$/Mtok in/out"] + (
+                ["check"] if check else []
+            )
             for column in columns:
                 table.add_column(column)
             for row in rows:
-                price = (
+                shown = (
                     "unknown"
                     if row["price_in_per_mtok"] is None
                     else f"{row['price_in_per_mtok']}/{row['price_out_per_mtok']}"
                 )
-                cells = [
+                cells: list[str] = [
                     f"{row['route']}{' *' if row['default'] else ''}",
                     str(row["order"]),
                     row["deployment"],
                     row["provider"],
                     row["key"],
-                    price,
+                    shown,
                 ]
                 if check:
                     cells.append(str(row.get("check", "")))

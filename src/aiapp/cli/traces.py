@@ -43,12 +43,24 @@ def traces(
         print_json([s.model_dump(mode="json") for s in spans])
         return
     if not spans:
-        typer.echo("no traces yet: run `aiapp complete \"hello\"`")
+        typer.echo('no traces yet: run `aiapp complete "hello"`')
         return
     from rich.table import Table
 
     table = Table(title="recent traces")
-    for column in ("time", "trace", "kind", "route", "model", "tries", "ms", "tokens", "cost", "prompt", "status"):
+    for column in (
+        "time",
+        "trace",
+        "kind",
+        "route",
+        "model",
+        "tries",
+        "ms",
+        "tokens",
+        "cost",
+        "prompt",
+        "status",
+    ):
         table.add_column(column)
     for s in spans:
         table.add_row(

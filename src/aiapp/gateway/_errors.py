@@ -71,7 +71,9 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time())
 
 
-def map_exception(exc: BaseException, *, route: str | None = None, deployment: str | None = None) -> ProviderError:
+def map_exception(
+    exc: BaseException, *, route: str | None = None, deployment: str | None = None
+) -> ProviderError:
     """Translate any exception raised while calling a provider into a :class:`ProviderError`."""
     if isinstance(exc, ProviderError):
         return exc.at(route=route, deployment=deployment)
@@ -90,16 +92,13 @@ def map_exception(exc: BaseException, *, route: str | None = None, deployment: s
             if httpx is not None and isinstance(cause, httpx.TimeoutException):
                 return ProviderTimeoutError(f"timed out ({type(cause).__name__})", **where)
             if httpx is not None and isinstance(cause, httpx.RemoteProtocolError):
-                return MalformedResponseError(f"connection closed mid-reply ({type(cause).__name__})", **where)
+                return MalformedResponseError(
+                    f"connection closed mid-reply ({type(cause).__name__})", **where
+                )
             return ProviderConnectionError(f"could not connect ({name}: {cause or exc})", **where)
         if isinstance(exc, openai.APIStatusError):
-            response = getattr(exc, "response", None)
-            headers = getattr(response, "headers", None)
             return error_for_status(
-                exc.status_code,
-                _status_detail(exc),
-                retry_after=parse_retry_after(headers),
-                **where,
+                exc.status_code, _status_detail(exc), retry_after=_retry_after(exc), **where
             )
     if httpx is not None:
         if isinstance(exc, httpx.TimeoutException):
@@ -116,11 +115,18 @@ def map_exception(exc: BaseException, *, route: str | None = None, deployment: s
         return MalformedResponseError(f"reply is not valid JSON ({name}: {exc})", **where)
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and status >= 400:
-        response = getattr(exc, "response", None)
-        return error_for_status(
-            status, f"{name}: {exc}", retry_after=parse_retry_after(getattr(response, "headers", None)), **where
-        )
+        return error_for_status(status, f"{name}: {exc}", retry_after=_retry_after(exc), **where)
     return ProviderError(f"unexpected {name}: {exc}", retryable=False, **where)
+
+
+def _retry_after(exc: Any) -> float | None:
+    # litellm re-raises openai's classes but keeps the provider's headers on its own attribute.
+    response = getattr(exc, "response", None)
+    for headers in (getattr(response, "headers", None), getattr(exc, "litellm_response_headers", None)):
+        value = parse_retry_after(headers)
+        if value is not None:
+            return value
+    return None
 
 
 def _status_detail(exc: Any) -> str:
@@ -129,4 +135,5 @@ def _status_detail(exc: Any) -> str:
         message = body.get("message") or (body.get("error") or {}).get("message")
         if message:
             return str(message)[:500]
-    return f"{type(exc).__name__}"
+    text = str(getattr(exc, "message", "") or exc)
+    return f"{type(exc).__name__}: {text[:500]}" if text else type(exc).__name__

@@ -19,7 +19,7 @@ from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
 from aiapp.gateway._route import RouteModel
-from aiapp.tracing import SpanRecord, TraceStore, Tracer
+from aiapp.tracing import SpanRecord, Tracer, TraceStore
 from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage, as_messages
 
 Prompt = str | Message | Sequence[Message]
@@ -217,7 +217,11 @@ class Gateway:
         text: list[str] = []
         last: StreamChunk | None = None
         try:
-            chunks = target.stream(messages, opts, tried=tried) if isinstance(target, RouteModel) else target.stream(messages, opts)
+            chunks = (
+                target.stream(messages, opts, tried=tried)
+                if isinstance(target, RouteModel)
+                else target.stream(messages, opts)
+            )
             for chunk in chunks:
                 text.append(chunk.delta)
                 last = chunk
@@ -386,7 +390,9 @@ def _failed_deployments(error: AiappError | None) -> list[str]:
     return [deployment] if deployment else []
 
 
-def _streamed(route: str, tried: list[str], text: list[str], last: StreamChunk | None, name: str) -> Completion:
+def _streamed(
+    route: str, tried: list[str], text: list[str], last: StreamChunk | None, name: str
+) -> Completion:
     return Completion(
         text="".join(text),
         tool_calls=last.tool_calls if last else (),

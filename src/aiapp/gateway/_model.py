@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiapp.types import CallOptions, Completion, Message, StreamChunk, ToolCall, Usage
+from aiapp.types import CallOptions, Completion, FinishReason, Message, StreamChunk, ToolCall, Usage
 
 _T = TypeVar("_T")
 
@@ -51,7 +51,9 @@ class Model:
             raise NotImplementedError(f"{type(self).__name__} implements neither complete nor acomplete")
         return await asyncio.to_thread(self.complete, messages, options)
 
-    def stream(self, messages: Sequence[Message], options: CallOptions | None = None) -> Iterator[StreamChunk]:
+    def stream(
+        self, messages: Sequence[Message], options: CallOptions | None = None
+    ) -> Iterator[StreamChunk]:
         """Stream the reply. The last chunk carries ``finish_reason``, tool calls and usage."""
         if type(self).astream is not Model.astream:
             yield from _iter_async(self.astream(messages, options))
@@ -71,7 +73,7 @@ class Model:
         for chunk in completion_to_chunks(completion):
             yield chunk
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most models hold nothing
+    def close(self) -> None:
         """Release connections. Safe to call more than once."""
 
     def __repr__(self) -> str:
@@ -96,7 +98,7 @@ def collect(chunks: Sequence[StreamChunk] | Iterator[StreamChunk], *, model: str
     text: list[str] = []
     tool_calls: tuple[ToolCall, ...] = ()
     usage = Usage()
-    finish = "stop"
+    finish: FinishReason = "stop"
     for chunk in chunks:
         text.append(chunk.delta)
         if chunk.tool_calls:
@@ -105,7 +107,9 @@ def collect(chunks: Sequence[StreamChunk] | Iterator[StreamChunk], *, model: str
             usage = chunk.usage
         if chunk.finish_reason is not None:
             finish = chunk.finish_reason
-    return Completion(text="".join(text), tool_calls=tool_calls, finish_reason=finish, usage=usage, model=model)  # type: ignore[arg-type]
+    return Completion(
+        text="".join(text), tool_calls=tool_calls, finish_reason=finish, usage=usage, model=model
+    )
 
 
 def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
@@ -132,26 +136,48 @@ def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
 
 
 def _iter_async(agen: AsyncIterator[StreamChunk]) -> Iterator[StreamChunk]:
-    """Drive an async iterator from sync code on a private loop in a helper thread."""
+    """Drive an async iterator from sync code on a private loop in a helper thread.
+
+    If the caller stops iterating early, the helper notices on its next put and closes the
+    async generator, so an abandoned stream does not leave a thread blocked forever.
+    """
     items: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=64)
+    stop = threading.Event()
+
+    def put(item: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     async def pump() -> None:
         try:
             async for item in agen:
-                items.put(("item", item))
+                if not put(("item", item)):
+                    break
         except BaseException as exc:
-            items.put(("error", exc))
+            put(("error", exc))
         else:
-            items.put(("done", None))
+            put(("done", None))
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     thread = threading.Thread(target=lambda: asyncio.run(pump()), daemon=True)
     thread.start()
-    while True:
-        kind, value = items.get()
-        if kind == "item":
-            yield value  # type: ignore[misc]
-        elif kind == "error":
-            raise value  # type: ignore[misc]
-        else:
-            break
-    thread.join()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value  # type: ignore[misc]
+            elif kind == "error":
+                raise value  # type: ignore[misc]
+            else:
+                break
+    finally:
+        stop.set()
+        thread.join(timeout=5)

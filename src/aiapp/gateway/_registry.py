@@ -66,7 +66,9 @@ def _local(deployment: Deployment, prices: PriceTable) -> Model:
 
     name = deployment.model.split("/", 1)[-1]
     if name != "extractive":
-        raise ConfigError(f"unknown local model {deployment.model!r} (known: local/extractive)", field="model")
+        raise ConfigError(
+            f"unknown local model {deployment.model!r} (known: local/extractive)", field="model"
+        )
     return ExtractiveModel()
 
 

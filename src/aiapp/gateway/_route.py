@@ -37,7 +37,9 @@ class RouteModel(Model):
         failures.append(Failure(label, error))
         return error
 
-    def _finish(self, completion: Completion, label: str, failures: list[Failure], started: float) -> Completion:
+    def _finish(
+        self, completion: Completion, label: str, failures: list[Failure], started: float
+    ) -> Completion:
         completion.route = self.name
         completion.deployment = label
         completion.attempts = len(failures) + 1
@@ -79,7 +81,11 @@ class RouteModel(Model):
         raise self._give_up(failures)
 
     def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None, *, tried: list[str] | None = None
+        self,
+        messages: Sequence[Message],
+        options: CallOptions | None = None,
+        *,
+        tried: list[str] | None = None,
     ) -> Iterator[StreamChunk]:
         """Stream from the first deployment that produces a first chunk; ``tried`` collects the labels."""
         failures: list[Failure] = []
@@ -104,7 +110,11 @@ class RouteModel(Model):
         raise self._give_up(failures)
 
     async def astream(
-        self, messages: Sequence[Message], options: CallOptions | None = None, *, tried: list[str] | None = None
+        self,
+        messages: Sequence[Message],
+        options: CallOptions | None = None,
+        *,
+        tried: list[str] | None = None,
     ) -> AsyncIterator[StreamChunk]:
         """Async :meth:`stream`."""
         failures: list[Failure] = []

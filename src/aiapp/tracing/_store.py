@@ -1,16 +1,23 @@
 """The SQLite trace store under ``AIAPP_HOME`` (``traces.db``), with numbered migrations.
 
-One connection per store, shared across threads behind a lock; WAL journaling so readers
-(``aiapp traces``) never block writers, and each span commits on its own so a crash loses at most
-the call in flight.
+Writes are batched: :meth:`TraceStore.record` hands the span to a writer thread that commits
+whatever has queued up in one transaction (a commit costs ~100 µs here, a queue put ~2 µs, which
+keeps tracing out of the gateway's per-call overhead). Reads, :meth:`~TraceStore.flush`,
+:meth:`~TraceStore.close` and interpreter exit drain the queue first, so callers always read their
+own writes. A hard kill loses at most the spans of the last few milliseconds, never the file: WAL
+journaling keeps the database consistent, and readers (``aiapp traces``) never block the writer.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import queue
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,8 @@ class SpanRecord(BaseModel):
 
 _COLUMNS = list(SpanRecord.model_fields)
 _JSON_COLUMNS = {"deployments", "input", "attributes"}
+_INSERT = f"INSERT OR REPLACE INTO spans ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_OPEN_STORES: weakref.WeakSet[TraceStore] = weakref.WeakSet()
 
 
 class TraceStore:
@@ -72,10 +81,18 @@ class TraceStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"cannot open the trace store: {exc}", path=self.path) from exc
+        self._closed = False
+        self._pending: queue.Queue[list[Any] | None] = queue.Queue()
+        self._writer_error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="aiapp-trace-writer", daemon=True)
+        self._writer.start()
+        _OPEN_STORES.add(self)
 
     def _migrate(self) -> None:
         db = self._db
-        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)"
+        )
         applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
         newest = max(v for v, _, _ in MIGRATIONS)
         if applied and max(applied) > newest:
@@ -109,29 +126,69 @@ class TraceStore:
             row = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
-    def record(self, span: SpanRecord) -> None:
-        """Write one span (commits immediately)."""
-        data = span.model_dump()
-        values = [
-            json.dumps(data[c], default=str) if c in _JSON_COLUMNS else _scalar(data[c]) for c in _COLUMNS
-        ]
-        sql = f"INSERT OR REPLACE INTO spans ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-        with self._lock:
-            self._db.execute(sql, values)
+    # -- writing ---------------------------------------------------------------------------------
 
-    def add_feedback(self, trace_id: str, score: float, comment: str | None = None, *, source: str = "user") -> None:
-        """Attach a user's score (e.g. +1/-1) and comment to a trace."""
+    def record(self, span: SpanRecord) -> None:
+        """Queue one span for writing (see the module docstring for when it is committed)."""
+        if self._closed:
+            raise RuntimeError(f"trace store {self.path} is closed")
+        data = span.model_dump()
+        self._pending.put(
+            [json.dumps(data[c], default=str) if c in _JSON_COLUMNS else _scalar(data[c]) for c in _COLUMNS]
+        )
+
+    def flush(self) -> None:
+        """Wait until every recorded span is committed; raise if the writer failed."""
+        if not self._closed:
+            self._pending.join()
+        if self._writer_error is not None:
+            error, self._writer_error = self._writer_error, None
+            raise ConfigError(f"could not write traces: {error}", path=self.path) from error
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while True:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for row in batch if row is not None]
+            try:
+                if rows:
+                    with self._lock:
+                        self._db.execute("BEGIN")
+                        self._db.executemany(_INSERT, rows)
+                        self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # surfaced by the next flush or read, never swallowed
+                self._writer_error = exc
+                with self._lock:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+            finally:
+                for _ in batch:
+                    self._pending.task_done()
+            if len(rows) != len(batch):  # None is the stop signal
+                return
+
+    def add_feedback(
+        self, trace_id: str, score: float, comment: str | None = None, *, source: str = "user"
+    ) -> None:
+        """Attach a user's score (e.g. +1/-1) and comment to a trace (committed at once)."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO feedback (trace_id, score, comment, source, created_at) VALUES (?, ?, ?, ?, ?)",
                 (trace_id, float(score), comment, source, time.time()),
             )
 
+    # -- reading ---------------------------------------------------------------------------------
+
     def feedback(self, trace_id: str) -> list[dict[str, Any]]:
         """Feedback rows for a trace, oldest first."""
         with self._lock:
             cur = self._db.execute(
-                "SELECT score, comment, source, created_at FROM feedback WHERE trace_id = ? ORDER BY id", (trace_id,)
+                "SELECT score, comment, source, created_at FROM feedback WHERE trace_id = ? ORDER BY id",
+                (trace_id,),
             )
             return [dict(zip(("score", "comment", "source", "created_at"), row, strict=True)) for row in cur]
 
@@ -141,7 +198,7 @@ class TraceStore:
         return self._query(f"SELECT * FROM spans {where} ORDER BY started_at DESC LIMIT ?", [*args, limit])
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
-        """All spans of one trace, in start order. A unique prefix of the id is enough."""
+        """All spans of one trace, in start order. A unique prefix (4+ characters) is enough."""
         spans = self._query("SELECT * FROM spans WHERE trace_id = ? ORDER BY started_at", [trace_id])
         if spans or len(trace_id) < 4:
             return spans
@@ -150,6 +207,7 @@ class TraceStore:
         )
 
     def _query(self, sql: str, args: list[Any]) -> list[SpanRecord]:
+        self.flush()
         with self._lock:
             cur = self._db.execute(sql, args)
             names = [d[0] for d in cur.description]
@@ -168,9 +226,25 @@ class TraceStore:
         return out
 
     def close(self) -> None:
-        """Close the connection."""
+        """Commit pending spans and close the connection. Safe to call twice."""
+        if self._closed:
+            return
+        self._pending.put(None)
+        self._writer.join()
+        self._closed = True
+        _OPEN_STORES.discard(self)
         with self._lock:
             self._db.close()
+        if self._writer_error is not None:
+            error, self._writer_error = self._writer_error, None
+            raise ConfigError(f"could not write traces: {error}", path=self.path) from error
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for store in list(_OPEN_STORES):
+        with contextlib.suppress(Exception):  # best effort at interpreter exit
+            store.close()
 
 
 def _scalar(value: Any) -> Any:

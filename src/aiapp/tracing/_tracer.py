@@ -50,7 +50,9 @@ class Tracer:
         config_hash: Recorded on every span so runs can be tied to their configuration.
     """
 
-    def __init__(self, store: TraceStore | None, *, store_content: bool = True, config_hash: str | None = None) -> None:
+    def __init__(
+        self, store: TraceStore | None, *, store_content: bool = True, config_hash: str | None = None
+    ) -> None:
         self.store = store
         self.store_content = store_content
         self.config_hash = config_hash
@@ -78,7 +80,9 @@ class Tracer:
     def span(self, kind: str, name: str, **fields: Any) -> Iterator[SpanRecord]:
         """Open a span; fields set on the yielded record are written when the block exits."""
         trace_id, span_id, parent_id = self.start()
-        record = SpanRecord(span_id=span_id, trace_id=trace_id, parent_id=parent_id, kind=kind, name=name, **fields)
+        record = SpanRecord(
+            span_id=span_id, trace_id=trace_id, parent_id=parent_id, kind=kind, name=name, **fields
+        )
         token = _current.set(SpanContext(trace_id, span_id, record))
         start = time.perf_counter()
         try:

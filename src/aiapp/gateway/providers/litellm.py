@@ -111,7 +111,9 @@ class LiteLLMModel(Model):
         except Exception as exc:
             raise map_exception(exc, deployment=self.name) from exc
 
-    def stream(self, messages: Sequence[Message], options: CallOptions | None = None) -> Iterator[StreamChunk]:
+    def stream(
+        self, messages: Sequence[Message], options: CallOptions | None = None
+    ) -> Iterator[StreamChunk]:
         """Stream through litellm; chunks follow the OpenAI shape."""
         body = self._request(messages, options)
         body.update(stream=True, stream_options={"include_usage": True})

@@ -22,6 +22,7 @@ from aiapp.types import CallOptions, Completion, Message, StreamChunk
 if TYPE_CHECKING:
     import openai
 
+
 class OpenAICompatibleModel(Model):
     """A model served over the OpenAI chat-completions API.
 
@@ -124,7 +125,9 @@ class OpenAICompatibleModel(Model):
         except Exception as exc:
             raise map_exception(exc, deployment=self.name) from exc
 
-    def stream(self, messages: Sequence[Message], options: CallOptions | None = None) -> Iterator[StreamChunk]:
+    def stream(
+        self, messages: Sequence[Message], options: CallOptions | None = None
+    ) -> Iterator[StreamChunk]:
         """Stream a chat completion; the last chunk carries finish reason, tool calls and usage."""
         body = self._request(messages, options)
         body["stream"] = True
@@ -157,7 +160,9 @@ class OpenAICompatibleModel(Model):
         yield assembler.final()
 
     def _assembler(self, body: dict[str, Any]) -> StreamAssembler:
-        return StreamAssembler(model=self.name, prices=self._prices, approx_prompt_chars=len(str(body["messages"])))
+        return StreamAssembler(
+            model=self.name, prices=self._prices, approx_prompt_chars=len(str(body["messages"]))
+        )
 
     def close(self) -> None:
         """Close the HTTP clients."""

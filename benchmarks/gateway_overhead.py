@@ -1,0 +1,116 @@
+"""Per-call overhead of aiapp's gateway against the raw openai client and litellm.
+
+1000 sequential chat calls per client against the local stub server, which runs in a child process
+so it does not share the client's GIL. Clients are interleaved in blocks so machine noise hits them
+alike. Every line printed is JSON; the last is the summary:
+
+    raw_p50_ms, litellm_p50_ms, aiapp_p50_ms (fast path, tracing on), aiapp_litellm_p50_ms,
+    aiapp_overhead_ms (= aiapp_p50_ms - raw_p50_ms; goal <= 0.5)
+
+Usage: python benchmarks/gateway_overhead.py [--calls 1000] [--block 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("AIAPP_HOME", tempfile.mkdtemp(prefix="aiapp-bench-"))
+
+from _common import emit, percentile, summary
+from aiapp.config import Deployment, Route, Settings
+from aiapp.gateway import Gateway
+from aiapp.gateway.providers.litellm import import_litellm
+from aiapp.testing import StubServer
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--block", type=int, default=50)
+    args = parser.parse_args()
+
+    import openai
+
+    litellm = import_litellm()
+    with StubServer.spawn() as stub:
+        base = stub.base_url
+        raw = openai.OpenAI(base_url=base, api_key="x", max_retries=0)
+        settings = Settings(
+            routes={
+                "fast": Route(deployments=[Deployment(model="vllm/stub-model", api_base=base)]),
+                "via_litellm": Route(
+                    deployments=[
+                        Deployment(
+                            model="openai/stub-model",
+                            provider="litellm",
+                            api_base=base,
+                            api_key_env="AIAPP_BENCH_KEY",
+                        )
+                    ]
+                ),
+            }
+        )
+        os.environ["AIAPP_BENCH_KEY"] = "x"
+        gw = Gateway(settings)
+        user = MESSAGES[0]["content"]
+
+        clients: dict[str, Callable[[], object]] = {
+            "raw": lambda: raw.chat.completions.create(model="stub-model", messages=MESSAGES),  # type: ignore[arg-type]
+            "litellm": lambda: litellm.completion(
+                model="openai/stub-model", messages=MESSAGES, api_base=base, api_key="x", num_retries=0
+            ),
+            "aiapp": lambda: gw.complete(user, model="fast"),
+            "aiapp_litellm": lambda: gw.complete(user, model="via_litellm"),
+        }
+        for call in clients.values():  # warm up connections, imports, caches
+            for _ in range(30):
+                call()
+
+        times: dict[str, list[float]] = {name: [] for name in clients}
+        order = list(clients)
+        done = 0
+        while done < args.calls:
+            n = min(args.block, args.calls - done)
+            for name in order:
+                call = clients[name]
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    call()
+                    times[name].append((time.perf_counter() - t0) * 1000.0)
+            order = order[1:] + order[:1]
+            done += n
+        stats = stub.stats()
+
+    for name, values in times.items():
+        emit({"client": name, "calls": len(values), **summary(values)})
+    p50 = {name: percentile(values, 50) for name, values in times.items()}
+    overhead = p50["aiapp"] - p50["raw"]
+    emit(
+        {
+            "benchmark": "gateway_overhead",
+            "calls_per_client": args.calls,
+            "stub_requests": stats.get("requests"),
+            "raw_p50_ms": round(p50["raw"], 4),
+            "litellm_p50_ms": round(p50["litellm"], 4),
+            "aiapp_p50_ms": round(p50["aiapp"], 4),
+            "aiapp_litellm_p50_ms": round(p50["aiapp_litellm"], 4),
+            "aiapp_overhead_ms": round(overhead, 4),
+            "litellm_overhead_ms": round(p50["litellm"] - p50["raw"], 4),
+            "goal_overhead_le_0_5_ms": overhead <= 0.5,
+            "tracing": "on (SQLite, one commit per call)",
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m aiapp.cli``."""
+
+from aiapp.cli import main
+
+main()

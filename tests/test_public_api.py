@@ -1,0 +1,56 @@
+"""The public API is pinned: adding a name is a decision, removing one is a breaking change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import aiapp
+import aiapp.gateway
+import aiapp.testing
+import aiapp.tracing
+
+
+def test_top_level_names() -> None:
+    assert aiapp.__all__ == [
+        "AiappError",
+        "CallOptions",
+        "Completion",
+        "ConfigError",
+        "Gateway",
+        "Message",
+        "Model",
+        "OutputParseError",
+        "PromptRef",
+        "ProviderError",
+        "ResponseFormat",
+        "Settings",
+        "StreamChunk",
+        "ToolCall",
+        "ToolSpec",
+        "TraceStore",
+        "Usage",
+        "UserError",
+        "__version__",
+        "load_settings",
+        "register_provider",
+    ]
+    for name in aiapp.__all__:
+        assert getattr(aiapp, name) is not None
+
+
+def test_layer_names() -> None:
+    assert set(aiapp.gateway.__all__) >= {"Gateway", "Model", "RouteModel", "PriceTable", "register_provider"}
+    assert set(aiapp.tracing.__all__) >= {"TraceStore", "Tracer", "SpanRecord"}
+    assert set(aiapp.testing.__all__) >= {"FakeModel", "StubServer"}
+
+
+def test_import_is_light_and_offline() -> None:
+    """`import aiapp` and building a gateway must not import litellm, openai or torch."""
+    code = (
+        "import sys, aiapp; gw = aiapp.Gateway.from_config(); gw.complete('hi');"
+        "heavy = [m for m in ('litellm', 'openai', 'torch', 'sentence_transformers') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

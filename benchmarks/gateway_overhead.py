@@ -107,7 +107,7 @@ def main() -> None:
             "aiapp_overhead_ms": round(overhead, 4),
             "litellm_overhead_ms": round(p50["litellm"] - p50["raw"], 4),
             "goal_overhead_le_0_5_ms": overhead <= 0.5,
-            "tracing": "on (SQLite, one commit per call)",
+            "tracing": "on (SQLite, batched commits)",
         }
     )
 

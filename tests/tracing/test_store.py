@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,47 @@ def test_feedback(tmp_path: Path) -> None:
     store.add_feedback("t1", 1, "great")
     store.add_feedback("t1", -1, None, source="reviewer")
     assert [(f["score"], f["source"]) for f in store.feedback("t1")] == [(1.0, "user"), (-1.0, "reviewer")]
+
+
+def _committed(path: Path) -> int:
+    return sqlite3.connect(path).execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+
+
+def test_writes_are_batched_and_reach_disk(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = TraceStore(path, max_batch=3, max_delay_s=60)
+    for i in range(2):
+        store.record(SpanRecord(span_id=f"s{i}", trace_id="t", kind="llm", name="n"))
+    assert _committed(path) == 0  # still buffered
+    assert len(store.trace("t")) == 2  # but the writer reads its own writes
+    store.record(SpanRecord(span_id="s2", trace_id="t", kind="llm", name="n"))
+    store.record(SpanRecord(span_id="s3", trace_id="t", kind="llm", name="n"))
+    store.close()
+    assert _committed(path) == 4  # close commits the rest
+
+
+def test_an_idle_buffer_is_committed_by_the_timer(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = TraceStore(path, max_delay_s=0.05)
+    store.record(SpanRecord(span_id="s", trace_id="t", kind="llm", name="n"))
+    deadline = time.monotonic() + 5
+    while _committed(path) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _committed(path) == 1
+    store.close()
+
+
+def test_a_killed_process_leaves_earlier_spans_readable(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    code = (
+        "import os, sys; from aiapp.tracing import TraceStore, SpanRecord;"
+        f"s = TraceStore({str(path)!r});"
+        "[s.record(SpanRecord(span_id=str(i), trace_id='t', kind='llm', name='n')) for i in range(250)];"
+        "os._exit(9)"  # no atexit, no flush: like a kill -9
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    store = TraceStore(path)
+    spans = store.trace("t")
+    assert 200 <= len(spans) <= 250  # whole batches of 100 made it; at most one batch lost
+    store.record(SpanRecord(span_id="again", trace_id="t2", kind="llm", name="n"))
+    assert store.trace("t2")[0].span_id == "again"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -253,6 +253,41 @@ class StreamChunk(_Frozen):
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+
+
+class Hit(BaseModel):
+    """One retrieved chunk: what the retrieval layer returns and what RAG prompts cite.
+
+    Attributes:
+        text: The chunk's text.
+        score: Relevance score (higher is better; comparable only within one search).
+        source: The document's path relative to its corpus root (or another stable document id).
+        chunk_id: Stable id: source path + content hash.
+        doc_id: The document id (defaults to ``source``).
+        corpus_version: Hash of the corpus manifest the hit came from.
+        title: Document title, when known.
+        metadata: Anything else (headings, tags, modified time ...).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    score: float = 0.0
+    source: str = ""
+    chunk_id: str = ""
+    doc_id: str = ""
+    corpus_version: str | None = None
+    title: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Anything that can search: an aiapp index, a remote search API, a test double."""
+
+    def search(self, query: str, *, k: int = 5) -> list[Hit]:
+        """The ``k`` best hits for ``query``, best first."""
+        ...
 
 
 def _strip_code_fence(text: str) -> str:

@@ -15,11 +15,12 @@ from typing import Any
 
 from aiapp.config import Deployment, Route, Settings, load_settings
 from aiapp.errors import AiappError, ConfigError, ProviderError
+from aiapp.gateway._layers import LayerContext, apply_layers
 from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
 from aiapp.gateway._route import RouteModel
-from aiapp.tracing import SpanRecord, Tracer, TraceStore
+from aiapp.tracing import SpanRecord, Tracer, TraceStore, collecting_annotations
 from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage, as_messages
 
 Prompt = str | Message | Sequence[Message]
@@ -117,11 +118,13 @@ class Gateway:
         cached = self._routes.get(name)
         if cached is not None:
             return cached
+        config: Route | None = None
         if name in self._given:
             model = self._given[name]
         else:
             config = self.route_config(name)
             model = RouteModel(name, [(d.label, build_model(d, self.prices)) for d in config.deployments])
+        model = apply_layers(LayerContext(name, config, self.settings, self), model)
         self._routes[name] = model
         return model
 
@@ -157,14 +160,19 @@ class Gateway:
         ids = self.tracer.start()
         started = time.time()
         t0 = time.perf_counter()
-        try:
-            completion = target.complete(messages, opts)
-        except AiappError as exc:
-            self._record(ids, route, messages, started, t0, None, exc, prompt_ref, metadata)
-            raise
+        with collecting_annotations() as notes:
+            try:
+                completion = target.complete(messages, opts)
+            except AiappError as exc:
+                self._record(
+                    ids, route, messages, started, t0, None, exc, prompt_ref, {**(metadata or {}), **notes}
+                )
+                raise
         completion.trace_id = ids[0]
         completion.route = route
-        self._record(ids, route, messages, started, t0, completion, None, prompt_ref, metadata)
+        self._record(
+            ids, route, messages, started, t0, completion, None, prompt_ref, {**(metadata or {}), **notes}
+        )
         return completion
 
     async def acomplete(
@@ -185,14 +193,19 @@ class Gateway:
         ids = self.tracer.start()
         started = time.time()
         t0 = time.perf_counter()
-        try:
-            completion = await target.acomplete(messages, opts)
-        except AiappError as exc:
-            self._record(ids, route, messages, started, t0, None, exc, prompt_ref, metadata)
-            raise
+        with collecting_annotations() as notes:
+            try:
+                completion = await target.acomplete(messages, opts)
+            except AiappError as exc:
+                self._record(
+                    ids, route, messages, started, t0, None, exc, prompt_ref, {**(metadata or {}), **notes}
+                )
+                raise
         completion.trace_id = ids[0]
         completion.route = route
-        self._record(ids, route, messages, started, t0, completion, None, prompt_ref, metadata)
+        self._record(
+            ids, route, messages, started, t0, completion, None, prompt_ref, {**(metadata or {}), **notes}
+        )
         return completion
 
     def stream(
@@ -213,25 +226,44 @@ class Gateway:
         ids = self.tracer.start()
         started = time.time()
         t0 = time.perf_counter()
-        tried: list[str] = []
         text: list[str] = []
         last: StreamChunk | None = None
-        try:
-            chunks = (
-                target.stream(messages, opts, tried=tried)
-                if isinstance(target, RouteModel)
-                else target.stream(messages, opts)
-            )
-            for chunk in chunks:
-                text.append(chunk.delta)
-                last = chunk
-                yield chunk
-        except AiappError as exc:
-            self._record(ids, route, messages, started, t0, None, exc, prompt_ref, metadata, tried=tried)
-            raise
+        with collecting_annotations() as notes:
+            try:
+                for chunk in target.stream(messages, opts):
+                    text.append(chunk.delta)
+                    last = chunk
+                    yield chunk
+            except AiappError as exc:
+                tried = notes.pop("tried", [])
+                self._record(
+                    ids,
+                    route,
+                    messages,
+                    started,
+                    t0,
+                    None,
+                    exc,
+                    prompt_ref,
+                    {**(metadata or {}), **notes},
+                    tried=tried,
+                )
+                raise
+        tried = notes.pop("tried", [])
         done = _streamed(route, tried, text, last, target.name)
         done.trace_id = ids[0]
-        self._record(ids, route, messages, started, t0, done, None, prompt_ref, metadata, tried=tried)
+        self._record(
+            ids,
+            route,
+            messages,
+            started,
+            t0,
+            done,
+            None,
+            prompt_ref,
+            {**(metadata or {}), **notes},
+            tried=tried,
+        )
 
     async def astream(
         self,
@@ -251,25 +283,44 @@ class Gateway:
         ids = self.tracer.start()
         started = time.time()
         t0 = time.perf_counter()
-        tried: list[str] = []
         text: list[str] = []
         last: StreamChunk | None = None
-        try:
-            chunks = (
-                target.astream(messages, opts, tried=tried)
-                if isinstance(target, RouteModel)
-                else target.astream(messages, opts)
-            )
-            async for chunk in chunks:
-                text.append(chunk.delta)
-                last = chunk
-                yield chunk
-        except AiappError as exc:
-            self._record(ids, route, messages, started, t0, None, exc, prompt_ref, metadata, tried=tried)
-            raise
+        with collecting_annotations() as notes:
+            try:
+                async for chunk in target.astream(messages, opts):
+                    text.append(chunk.delta)
+                    last = chunk
+                    yield chunk
+            except AiappError as exc:
+                tried = notes.pop("tried", [])
+                self._record(
+                    ids,
+                    route,
+                    messages,
+                    started,
+                    t0,
+                    None,
+                    exc,
+                    prompt_ref,
+                    {**(metadata or {}), **notes},
+                    tried=tried,
+                )
+                raise
+        tried = notes.pop("tried", [])
         done = _streamed(route, tried, text, last, target.name)
         done.trace_id = ids[0]
-        self._record(ids, route, messages, started, t0, done, None, prompt_ref, metadata, tried=tried)
+        self._record(
+            ids,
+            route,
+            messages,
+            started,
+            t0,
+            done,
+            None,
+            prompt_ref,
+            {**(metadata or {}), **notes},
+            tried=tried,
+        )
 
     def check(self, routes: Sequence[str] | None = None) -> list[CheckResult]:
         """Ping every deployment of the given routes (all by default) with a one-token request."""

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from aiapp.errors import AllDeploymentsFailedError, Failure, ProviderError
 from aiapp.gateway._errors import map_exception
 from aiapp.gateway._model import Model
+from aiapp.tracing import annotate
 from aiapp.types import CallOptions, Completion, Message, StreamChunk
 
 
@@ -90,6 +91,7 @@ class RouteModel(Model):
         """Stream from the first deployment that produces a first chunk; ``tried`` collects the labels."""
         failures: list[Failure] = []
         tried = [] if tried is None else tried
+        annotate(tried=tried)  # the gateway's trace reads the deployments tried from here
         for label, model in self.deployments:
             tried.append(label)
             iterator = iter(model.stream(messages, options))
@@ -119,6 +121,7 @@ class RouteModel(Model):
         """Async :meth:`stream`."""
         failures: list[Failure] = []
         tried = [] if tried is None else tried
+        annotate(tried=tried)  # the gateway's trace reads the deployments tried from here
         for label, model in self.deployments:
             tried.append(label)
             iterator = model.astream(messages, options).__aiter__()

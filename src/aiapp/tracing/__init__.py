@@ -5,6 +5,22 @@ lives at ``$AIAPP_HOME/traces.db`` and migrates itself forward on open.
 """
 
 from aiapp.tracing._store import SpanRecord, TraceStore
-from aiapp.tracing._tracer import SpanContext, Tracer, current_span, new_id
+from aiapp.tracing._tracer import (
+    SpanContext,
+    Tracer,
+    annotate,
+    collecting_annotations,
+    current_span,
+    new_id,
+)
 
-__all__ = ["SpanContext", "SpanRecord", "TraceStore", "Tracer", "current_span", "new_id"]
+__all__ = [
+    "SpanContext",
+    "SpanRecord",
+    "TraceStore",
+    "Tracer",
+    "annotate",
+    "collecting_annotations",
+    "current_span",
+    "new_id",
+]

@@ -29,6 +29,31 @@ class SpanContext:
 
 
 _current: contextvars.ContextVar[SpanContext | None] = contextvars.ContextVar("aiapp_span", default=None)
+_annotations: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "aiapp_annotations", default=None
+)
+
+
+def annotate(**attributes: Any) -> None:
+    """Add attributes to the gateway call in progress (its trace span's ``attributes``).
+
+    Middleware that wraps a model (caches, guards, budgets) uses this to put its verdicts into the
+    trace without knowing about spans. Outside a gateway call it does nothing.
+    """
+    current = _annotations.get()
+    if current is not None:
+        current.update(attributes)
+
+
+@contextmanager
+def collecting_annotations() -> Iterator[dict[str, Any]]:
+    """Collect :func:`annotate` calls made inside the block (used by the gateway around each call)."""
+    collected: dict[str, Any] = {}
+    token = _annotations.set(collected)
+    try:
+        yield collected
+    finally:
+        _annotations.reset(token)
 
 
 def new_id() -> str:

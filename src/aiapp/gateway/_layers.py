@@ -1,0 +1,71 @@
+"""Middleware layers: what wraps a route's model (budgets, caches, guards) and in which order.
+
+Each layer is a factory that receives the route being built and the model built so far, and
+returns a wrapping :class:`Model` (or ``None`` to leave it alone). Lower ``order`` wraps first,
+i.e. sits closer to the provider. The intended stack, outermost first::
+
+    guards (30)  →  cache (20)  →  budgets and limits (10)  →  router (failover, retries)  →  providers
+
+Features register their layer in their own module, so the gateway core does not change when one
+is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiapp.config import Route, Settings
+from aiapp.gateway._model import Model
+
+if TYPE_CHECKING:
+    from aiapp.gateway._gateway import Gateway
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """What a layer factory sees.
+
+    Attributes:
+        route: The route's name.
+        config: Its configuration (``None`` for models injected with ``Gateway(models=...)``).
+        settings: All settings.
+        gateway: The gateway being built (for its tracer, prices, embedders).
+    """
+
+    route: str
+    config: Route | None
+    settings: Settings
+    gateway: Gateway
+
+
+LayerFactory = Callable[[LayerContext, Model], Model | None]
+
+_LAYERS: list[tuple[int, str, LayerFactory]] = []
+
+
+def register_layer(name: str, *, order: int) -> Callable[[LayerFactory], LayerFactory]:
+    """Decorator: add a middleware layer. Re-registering a name replaces it."""
+
+    def decorate(factory: LayerFactory) -> LayerFactory:
+        _LAYERS[:] = [entry for entry in _LAYERS if entry[1] != name]
+        _LAYERS.append((order, name, factory))
+        _LAYERS.sort(key=lambda entry: (entry[0], entry[1]))
+        return factory
+
+    return decorate
+
+
+def layers() -> list[str]:
+    """Registered layer names, innermost first."""
+    return [name for _, name, _ in _LAYERS]
+
+
+def apply_layers(context: LayerContext, model: Model) -> Model:
+    """Wrap ``model`` with every registered layer, innermost first."""
+    for _, _, factory in _LAYERS:
+        wrapped = factory(context, model)
+        if wrapped is not None:
+            model = wrapped
+    return model

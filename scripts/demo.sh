@@ -24,5 +24,18 @@ echo
 echo "== a question the context cannot answer"
 $BIN/aiapp complete "<context>Ollama supports Nvidia GPUs with compute capability 5.0.</context> What is the capital of France?"
 echo
+echo "== index the demo corpus (corpora/ollama/): Qdrant Edge + MiniLM + BM25; a re-run embeds only changes"
+$BIN/aiapp index ollama
+echo
+echo "== hybrid search (dense + BM25, fused by Qdrant)"
+$BIN/aiapp search "how do I change the port the server listens on" --k 3
+echo
+echo "== the RAG app on the demo corpus (corpora/ollama/, indexed on first use), prompt support_answer@production"
+ANSWER="$($BIN/aiapp ask "How do I make the server listen on all interfaces?" --json)"
+echo "$ANSWER"
+echo
+echo "== that answer's trace: app, retrieval and llm spans, with the prompt ref and hash"
+$BIN/aiapp traces show "$(echo "$ANSWER" | $BIN/python -c 'import json, sys; print(json.load(sys.stdin)["trace_id"])')"
+echo
 echo "== recent traces ($AIAPP_HOME/traces.db)"
 $BIN/aiapp traces -n 5

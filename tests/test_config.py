@@ -8,7 +8,8 @@ import pytest
 
 from aiapp.config import load_settings
 from aiapp.errors import ConfigError
-from conftest import REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write(tmp_path: Path, text: str) -> Path:

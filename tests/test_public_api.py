@@ -6,23 +6,29 @@ import subprocess
 import sys
 
 import aiapp
+import aiapp.apps
 import aiapp.gateway
+import aiapp.prompts
 import aiapp.testing
 import aiapp.tracing
 
 
 def test_top_level_names() -> None:
     assert aiapp.__all__ == [
+        "Agent",
         "AiappError",
+        "Answer",
         "CallOptions",
         "Completion",
         "ConfigError",
         "Gateway",
+        "Index",
         "Message",
         "Model",
         "OutputParseError",
         "PromptRef",
         "ProviderError",
+        "RAGApp",
         "ResponseFormat",
         "Settings",
         "StreamChunk",
@@ -33,7 +39,9 @@ def test_top_level_names() -> None:
         "UserError",
         "__version__",
         "load_settings",
+        "prompts",
         "register_provider",
+        "tool",
     ]
     for name in aiapp.__all__:
         assert getattr(aiapp, name) is not None
@@ -41,8 +49,13 @@ def test_top_level_names() -> None:
 
 def test_layer_names() -> None:
     assert set(aiapp.gateway.__all__) >= {"Gateway", "Model", "RouteModel", "PriceTable", "register_provider"}
+    assert set(aiapp.gateway.__all__) >= {"ManualClock", "Target", "HealthBoard", "current_call"}
+    assert set(aiapp.gateway.cache.__all__) >= {"CachedModel", "SQLiteCacheStore", "SemanticIndex"}
+    assert set(aiapp.gateway.budgets.__all__) >= {"BudgetLedger", "BudgetModel"}
     assert set(aiapp.tracing.__all__) >= {"TraceStore", "Tracer", "SpanRecord"}
     assert set(aiapp.testing.__all__) >= {"FakeModel", "StubServer"}
+    assert set(aiapp.prompts.__all__) >= {"Prompt", "PromptRegistry", "Problem", "complete_structured", "get"}
+    assert set(aiapp.apps.__all__) >= {"RAGApp", "Answer", "Citation", "Conversation"}
 
 
 def test_import_is_light_and_offline() -> None:

@@ -44,19 +44,33 @@ _EXPORTS: dict[str, str] = {
     "register_provider": "aiapp.gateway",
     # tracing
     "TraceStore": "aiapp.tracing",
+    # retrieval
+    "Index": "aiapp.retrieval",
+    # agents
+    "Agent": "aiapp.agents",
+    "tool": "aiapp.agents",
+    # prompts (the subpackage itself: aiapp.prompts.get("support_answer", label="production"))
+    "prompts": "aiapp.prompts",
+    # apps
+    "Answer": "aiapp.apps",
+    "RAGApp": "aiapp.apps",
 }
 
 __all__ = [
+    "Agent",
     "AiappError",
+    "Answer",
     "CallOptions",
     "Completion",
     "ConfigError",
     "Gateway",
+    "Index",
     "Message",
     "Model",
     "OutputParseError",
     "PromptRef",
     "ProviderError",
+    "RAGApp",
     "ResponseFormat",
     "Settings",
     "StreamChunk",
@@ -67,13 +81,19 @@ __all__ = [
     "UserError",
     "__version__",
     "load_settings",
+    "prompts",
     "register_provider",
+    "tool",
 ]
 
 if TYPE_CHECKING:
+    from aiapp import prompts
+    from aiapp.agents import Agent, tool
+    from aiapp.apps import Answer, RAGApp
     from aiapp.config import Settings, load_settings
     from aiapp.errors import AiappError, ConfigError, OutputParseError, ProviderError, UserError
     from aiapp.gateway import Gateway, Model, PromptRef, register_provider
+    from aiapp.retrieval import Index
     from aiapp.tracing import TraceStore
     from aiapp.types import (
         CallOptions,
@@ -91,7 +111,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'aiapp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"aiapp.{name}" else getattr(imported, name)  # a subpackage
     globals()[name] = value
     return value
 

@@ -12,7 +12,10 @@ from typing import Any
 
 import yaml
 
-from aiapp.errors import ConfigError
+from aiapp.errors import ConfigError, PromptError
+
+YamlError = type[ConfigError] | type[PromptError]
+"""The error class raised for a bad file: :class:`ConfigError` for config, :class:`PromptError` for prompts."""
 
 
 class LocatedYaml:
@@ -34,7 +37,7 @@ class LocatedYaml:
         return None
 
 
-def load_yaml(text: str, *, path: str, error: type[ConfigError] = ConfigError) -> LocatedYaml:
+def load_yaml(text: str, *, path: str, error: YamlError = ConfigError) -> LocatedYaml:
     """Parse YAML text; raise ``error`` naming the file and line on bad syntax."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -52,7 +55,7 @@ def load_yaml(text: str, *, path: str, error: type[ConfigError] = ConfigError) -
     return LocatedYaml(data, lines, path)
 
 
-def read_yaml_file(path: Path, *, error: type[ConfigError] = ConfigError) -> LocatedYaml:
+def read_yaml_file(path: Path, *, error: YamlError = ConfigError) -> LocatedYaml:
     """Read and parse a YAML file; unreadable or binary files raise ``error`` naming the file."""
     try:
         raw = path.read_bytes()

@@ -5,7 +5,8 @@ Where things are looked up:
 * the config file: ``$AIAPP_CONFIG``, else ``./configs/aiapp.yaml``, else the embedded defaults
   (one route, ``local``, on the offline ``local/extractive`` model);
 * state (traces, caches, indexes): ``$AIAPP_HOME``, else ``~/.aiapp``;
-* ``AIAPP_DEFAULT_ROUTE`` overrides ``default_route``; ``AIAPP_TRACING=0`` turns tracing off.
+* ``AIAPP_DEFAULT_ROUTE`` overrides ``default_route``; ``AIAPP_TRACING=0`` turns tracing off;
+  ``AIAPP_CACHE_MODE`` (``on``, ``off``, ``record``, ``replay``) overrides ``cache.mode``.
 
 Settings are loaded at the edge (CLI, ``Gateway.from_config()``) and passed down; nothing reads
 them from module globals. String values may reference the environment as ``${VAR}`` or
@@ -19,10 +20,20 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aiapp._gateway_config import BreakerPolicy as BreakerPolicy
+from aiapp._gateway_config import Budget as Budget
+from aiapp._gateway_config import BudgetSettings as BudgetSettings
+from aiapp._gateway_config import CacheSettings as CacheSettings
+from aiapp._gateway_config import Limits as Limits
+from aiapp._gateway_config import RetryPolicy as RetryPolicy
+from aiapp._gateway_config import SemanticCacheSettings as SemanticCacheSettings
+from aiapp._gateway_config import Strategy as Strategy
+from aiapp._guard_config import GuardSpec as GuardSpec
+from aiapp._guard_config import RouteGuards as RouteGuards
 from aiapp._yaml import LocatedYaml, read_yaml_file
 from aiapp.errors import ConfigError
 
@@ -53,6 +64,8 @@ class Deployment(_Strict):
     api_key_env: str | None = None
     timeout_s: float = Field(default=60.0, gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, gt=0)  # share of traffic under strategy: weighted
+    limits: Limits | None = None  # rpm/tpm of this deployment, shared by every route using it
 
     @property
     def kind(self) -> ProviderKind:
@@ -73,10 +86,24 @@ class Deployment(_Strict):
 
 
 class Route(_Strict):
-    """A named route: deployments tried in order until one answers."""
+    """A named route: deployments tried until one answers (see :mod:`aiapp.gateway._route`).
+
+    ``strategy`` orders the deployments; ``retries`` and ``breaker`` say how failures are retried
+    and cooled down; ``timeout_s`` bounds the whole call, retries included; ``cache: false`` keeps
+    the route out of the response cache; ``budget`` and ``limits`` cap its spending and rate.
+    ``guards`` lists the input and output guards its calls pass through.
+    """
 
     description: str = ""
     deployments: list[Deployment] = Field(min_length=1)
+    strategy: Strategy = "fallback"
+    retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    timeout_s: float | None = Field(default=None, gt=0)
+    cache: bool = True
+    budget: Budget | None = None
+    limits: Limits | None = None
+    guards: RouteGuards | None = None  # input/output guards (see aiapp._guard_config)
 
 
 class Price(_Strict):
@@ -93,6 +120,74 @@ class TracingSettings(_Strict):
     store_content: bool = True
 
 
+class RetrievalSettings(_Strict):
+    """Corpora, chunking, embedding and the vector store (``retrieval:`` in the config file).
+
+    Attributes:
+        corpora_dir: Where ``corpora/<name>/`` folders live (relative to the working directory).
+        default_corpus: The corpus ``aiapp index`` and ``aiapp search`` use when none is named.
+        embedder: ``local/all-MiniLM-L6-v2`` (offline) or an API model (``openai/...``, ``vllm/...``).
+        embedder_api_base: Base URL for an API embedder.
+        embedder_api_key_env: Environment variable holding the API embedder's key.
+        embedding_cache: Keep embeddings in ``$AIAPP_HOME/cache/embeddings.sqlite``, keyed by (model, text hash).
+        chunk_tokens: Chunk size in the embedding model's own tokens (title and headings included).
+        chunk_overlap: Tokens shared by consecutive chunks of one section.
+        store: ``edge`` (embedded Qdrant Edge) or ``qdrant`` (a Qdrant server via ``url``).
+        url: Qdrant server URL (``http://host:6333``); ``:memory:`` or ``local`` run qdrant-client's local mode.
+        api_key_env: Environment variable holding the Qdrant server's API key.
+        fusion: How hybrid search fuses dense and BM25 results: ``dbsf`` or ``rrf``.
+        rrf_k: The RRF constant (used when ``fusion`` is ``rrf``).
+        candidates: Results each of dense and BM25 contributes before fusion.
+        include: Glob patterns of files to index, relative to the corpus root.
+        exclude: Glob patterns of files to skip.
+    """
+
+    corpora_dir: Path = Path("corpora")
+    default_corpus: str = "ollama"
+    embedder: str = "local/all-MiniLM-L6-v2"
+    embedder_api_base: str | None = None
+    embedder_api_key_env: str | None = None
+    embedding_cache: bool = True
+    chunk_tokens: int = Field(default=256, ge=32, le=8192)
+    chunk_overlap: int = Field(default=32, ge=0)
+    store: Literal["edge", "qdrant"] = "edge"
+    url: str | None = None
+    api_key_env: str | None = None
+    fusion: Literal["dbsf", "rrf"] = "dbsf"
+    rrf_k: int = Field(default=60, ge=1)
+    candidates: int = Field(default=100, ge=1)
+    include: list[str] = Field(
+        default_factory=lambda: ["**/*.md", "**/*.mdx", "**/*.markdown", "**/*.txt", "**/*.htm*", "**/*.pdf"]
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["**/.*", "**/.*/**", "**/LICENSE*", "**/node_modules/**"]
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalSettings:
+        if self.chunk_overlap >= self.chunk_tokens // 2:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be under half of chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+    @property
+    def backend(self) -> Literal["edge", "qdrant"]:
+        """The store in use: ``qdrant`` whenever a ``url`` is set, else ``store``."""
+        return "qdrant" if self.url else self.store
+
+
+class PromptSettings(_Strict):
+    """Where versioned prompt files live (``prompts:`` in the config file).
+
+    Attributes:
+        dir: The prompts directory (``<name>/v<N>.yaml`` plus ``labels.yaml``), relative to the
+            working directory.
+    """
+
+    dir: Path = Path("prompts")
+
+
 class Settings(_Strict):
     """Everything aiapp reads from configuration.
 
@@ -101,6 +196,10 @@ class Settings(_Strict):
         routes: Named routes.
         pricing: Per-model price overrides (``provider/model`` → price), on top of litellm's table.
         tracing: Trace store options.
+        retrieval: Corpora, chunking, embedder and vector store options.
+        prompts: Where versioned prompt files live.
+        cache: Response cache (exact, semantic, record/replay); ``None`` (no section) means off.
+        budgets: Budgets per key (route budgets live on the route).
         home: State directory (``AIAPP_HOME``); not read from the file.
         source: The file these settings came from, or ``None`` for embedded defaults.
     """
@@ -109,6 +208,10 @@ class Settings(_Strict):
     routes: dict[str, Route] = Field(default_factory=dict)
     pricing: dict[str, Price] = Field(default_factory=dict)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    cache: CacheSettings | None = None
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     home: Path = Field(default_factory=lambda: default_home(), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -183,6 +286,8 @@ def load_settings(path: Path | str | None = None, *, env: dict[str, str] | None 
         tracing = dict(data.get("tracing") or {})
         tracing["enabled"] = environ["AIAPP_TRACING"].lower() not in ("0", "false", "no", "off")
         data["tracing"] = tracing
+    if environ.get("AIAPP_CACHE_MODE"):
+        data["cache"] = {**(data.get("cache") or {}), "mode": environ["AIAPP_CACHE_MODE"].lower()}
     home = Path(environ["AIAPP_HOME"]).expanduser() if environ.get("AIAPP_HOME") else default_home()
     try:
         settings = Settings.model_validate(data)

@@ -6,10 +6,17 @@
     ├── UserError                    something the user can fix: config, prompt, input
     │   ├── ConfigError              names the file, line and field
     │   ├── PromptError              names the prompt file and line
-    │   └── InputError               a bad argument or input file
+    │   ├── InputError               a bad argument or input file
+    │   └── ReplayMissError          cache replay mode: a request that was not recorded (route, key, preview)
+    ├── BudgetExceededError          a call would exceed a budget; refused before anything is spent
     ├── OutputParseError             a model reply that is not the JSON/schema asked for (keeps ``raw``)
+    ├── GuardrailError               a guard blocked an input or a reply (``guard``, ``reason``, ``stage``)
+    ├── ToolError                    a tool failed; the message goes back to the model (``tool``)
+    ├── AgentLimitError              an agent run stopped before its final answer (``stop_reason``, ``run``)
     └── ProviderError                a model provider failed; ``retryable``, ``status``, ``route``, ``deployment``
         ├── RateLimitError           429, with ``retry_after`` seconds when the provider said
+        │   └── LimitExceededError   aiapp's own rpm/tpm limit; nothing was sent (``retry_after``)
+        ├── CircuitOpenError         a deployment's circuit breaker is open; nothing was sent
         ├── ProviderTimeoutError     no reply in time
         ├── ProviderConnectionError  could not connect
         ├── ProviderServerError      5xx
@@ -76,6 +83,61 @@ class OutputParseError(AiappError):
         self.raw = raw
         preview = raw if len(raw) <= 300 else raw[:300] + "…"
         super().__init__(f"{message}\nraw reply: {preview!r}")
+
+
+class GuardrailError(AiappError):
+    """A guard blocked a call's input or its reply. Nothing blocked reached the model or the caller.
+
+    Attributes:
+        guard: The guard's name (``injection``, ``pii``, ...).
+        reason: Why it blocked, in words (never the offending text itself).
+        stage: ``"input"`` or ``"output"``.
+        route: The gateway route, when known.
+        verdicts: Every verdict of the stack up to the block (:class:`aiapp.guardrails.Verdict`).
+    """
+
+    def __init__(
+        self,
+        *,
+        guard: str,
+        reason: str,
+        stage: str = "input",
+        route: str | None = None,
+        verdicts: tuple[object, ...] = (),
+    ) -> None:
+        self.guard = guard
+        self.reason = reason
+        self.stage = stage
+        self.route = route
+        self.verdicts = verdicts
+        where = f" on route {route!r}" if route else ""
+        super().__init__(f"guard {guard!r} blocked the {stage}{where}: {reason}")
+
+
+class ToolError(AiappError):
+    """A tool failed. Raise it inside a tool to send ``message`` back to the model as the tool's result.
+
+    Attributes:
+        tool: The tool's name, when known.
+    """
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        self.tool = tool
+        super().__init__(message)
+
+
+class AgentLimitError(AiappError):
+    """An agent run stopped before a final answer (a limit, a refused or invalid tool call).
+
+    Attributes:
+        stop_reason: Why the run stopped (``max_steps``, ``max_tokens``, ``max_cost``, ...).
+        run: The :class:`aiapp.agents.AgentRun` that stopped, when there is one.
+    """
+
+    def __init__(self, message: str, *, stop_reason: str, run: object = None) -> None:
+        self.stop_reason = stop_reason
+        self.run = run
+        super().__init__(message)
 
 
 class ProviderError(AiappError):
@@ -161,6 +223,94 @@ class BadRequestError(ProviderError):
     default_retryable = False
 
 
+class LimitExceededError(RateLimitError):
+    """An rpm/tpm limit configured in aiapp would be exceeded, so no request was sent.
+
+    Attributes:
+        limit: ``"rpm"`` or ``"tpm"``.
+        retry_after: Seconds until the call would fit.
+    """
+
+    def __init__(
+        self, message: str, *, limit: str, retry_after: float | None = None, **kwargs: object
+    ) -> None:
+        self.limit = limit
+        super().__init__(message, retry_after=retry_after, **kwargs)
+
+
+class CircuitOpenError(ProviderError):
+    """A deployment failed repeatedly and is cooling down; no request was sent to it.
+
+    Attributes:
+        retry_after: Seconds until the breaker lets a probe request through.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class BudgetExceededError(AiappError):
+    """A call would take a budget over its limit, so it was refused before anything was spent.
+
+    Attributes:
+        scope: ``"route"`` or ``"key"``.
+        name: The route or key whose budget it is.
+        spent_usd: Spent so far in this window.
+        reserved_usd: Held by calls still in flight.
+        limit_usd: The budget.
+        needed_usd: The most this call could cost (its reservation).
+        window: ``daily``, ``monthly`` or ``total``.
+        period: The window's current period (``2026-11-05``, ``2026-11`` or ``total``).
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        name: str,
+        spent_usd: float,
+        reserved_usd: float,
+        limit_usd: float,
+        needed_usd: float,
+        window: str,
+        period: str,
+    ) -> None:
+        self.scope = scope
+        self.name = name
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.limit_usd = limit_usd
+        self.needed_usd = needed_usd
+        self.window = window
+        self.period = period
+        held = f" + ${reserved_usd:.4f} reserved by calls in flight" if reserved_usd > 0 else ""
+        super().__init__(
+            f"{scope} {name!r} is over its {window} budget: spent ${spent_usd:.4f}{held} of ${limit_usd:.2f}"
+            f" ({period}); this call could cost up to ${needed_usd:.4f}, so it was refused before sending"
+        )
+
+
+class ReplayMissError(UserError):
+    """Cache replay mode: this request was never recorded, so there is no reply to replay.
+
+    Attributes:
+        route: The route called.
+        key: A short hash of the request (its cache key).
+        preview: The start of the last user message.
+    """
+
+    def __init__(self, *, route: str, key: str, preview: str) -> None:
+        self.route = route
+        self.key = key
+        self.preview = preview
+        super().__init__(
+            f"replay mode: no recorded reply for route {route!r}, request {key} (last user message: "
+            f"{preview!r}); record it with AIAPP_CACHE_MODE=record (or cache.mode: record), or change "
+            "the request back"
+        )
+
+
 @dataclass(frozen=True)
 class Failure:
     """One failed attempt: which deployment, and the error it raised."""
@@ -194,13 +344,18 @@ def _where(path: str | None, line: int | None, field: str | None) -> str:
 
 
 __all__ = [
+    "AgentLimitError",
     "AiappError",
     "AllDeploymentsFailedError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
+    "CircuitOpenError",
     "ConfigError",
     "Failure",
+    "GuardrailError",
     "InputError",
+    "LimitExceededError",
     "MalformedResponseError",
     "OutputParseError",
     "PromptError",
@@ -209,5 +364,7 @@ __all__ = [
     "ProviderServerError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "ReplayMissError",
+    "ToolError",
     "UserError",
 ]

@@ -10,7 +10,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from aiapp.cli import app
-from conftest import REPO
+
+REPO = Path(__file__).resolve().parents[2]
 
 runner = CliRunner()
 

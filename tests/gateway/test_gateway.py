@@ -152,13 +152,13 @@ def test_feedback_is_stored_with_the_trace() -> None:
 def test_registered_provider_serves_configured_deployments() -> None:
     made: list[str] = []
 
-    @register_provider("scripted")
+    @register_provider("test-gateway-scripted")
     def make(deployment: Deployment, prices: object) -> FakeModel:
         made.append(deployment.model)
         return FakeModel(default="scripted reply", name=deployment.model)
 
     settings = Settings(
-        routes={"s": Route(deployments=[Deployment(model="scripted/x", provider="scripted")])}
+        routes={"s": Route(deployments=[Deployment(model="scripted/x", provider="test-gateway-scripted")])}
     )
     reply = Gateway(settings).complete("hi", model="s")
     assert reply.text == "scripted reply" and made == ["scripted/x"]

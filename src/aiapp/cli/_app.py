@@ -18,10 +18,17 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from aiapp.cli import complete, models, traces
+    from aiapp.cli import agent, ask, chat, complete, models, prompts, retrieval, traces
+    from aiapp.cli import eval as eval_cli
 
+    agent.register(app)
+    ask.register(app)
+    chat.register(app)
     complete.register(app)
+    eval_cli.register(app)
     models.register(app)
+    prompts.register(app)
+    retrieval.register(app)
     traces.register(app)
 
 

@@ -3,26 +3,44 @@ accounts cost and traces every call.
 
 Start with :meth:`Gateway.from_config`. Everything that answers messages — providers, routes,
 ``aiapp.testing.FakeModel`` — is a :class:`Model`, so they plug in at the same point.
+
+Around each route's :class:`RouteModel` (strategies, retries, circuit breakers, timeouts) sit the
+middleware layers registered in :mod:`aiapp.gateway._layers`: budgets and rate limits
+(:mod:`aiapp.gateway.budgets`), the response cache (:mod:`aiapp.gateway.cache`), guards.
 """
 
+from aiapp.gateway import budgets as budgets  # registers the budget layer
+from aiapp.gateway import cache as cache  # registers the cache layer
+from aiapp.gateway._clock import Clock, ManualClock, SystemClock
+from aiapp.gateway._context import CallContext, current_call
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
 from aiapp.gateway._gateway import CheckResult, Gateway, PromptRef
+from aiapp.gateway._health import DeploymentHealth, HealthBoard
 from aiapp.gateway._model import Model, ModelInfo, collect
 from aiapp.gateway._pricing import PriceTable, TokenPrice
 from aiapp.gateway._registry import build_model, providers, register_provider
-from aiapp.gateway._route import RouteModel
+from aiapp.gateway._route import RouteModel, Target, build_route
 
 __all__ = [
+    "CallContext",
     "CheckResult",
+    "Clock",
+    "DeploymentHealth",
     "Gateway",
+    "HealthBoard",
+    "ManualClock",
     "Model",
     "ModelInfo",
     "PriceTable",
     "PromptRef",
     "RouteModel",
+    "SystemClock",
+    "Target",
     "TokenPrice",
     "build_model",
+    "build_route",
     "collect",
+    "current_call",
     "error_for_status",
     "map_exception",
     "parse_retry_after",

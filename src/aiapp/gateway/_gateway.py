@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,11 +16,14 @@ from typing import Any
 
 from aiapp.config import Deployment, Route, Settings, load_settings
 from aiapp.errors import AiappError, ConfigError, ProviderError
+from aiapp.gateway._clock import Clock, SystemClock
+from aiapp.gateway._context import calling
+from aiapp.gateway._health import HealthBoard
 from aiapp.gateway._layers import LayerContext, apply_layers
 from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
-from aiapp.gateway._route import RouteModel
+from aiapp.gateway._route import build_route
 from aiapp.tracing import SpanRecord, Tracer, TraceStore, collecting_annotations
 from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage, as_messages
 
@@ -53,6 +57,7 @@ class Gateway:
         models: Routes served by given model objects instead of configuration — handy in tests
             (``Gateway(models={"local": FakeModel(["hi"])})``).
         store: Trace store; by default ``$AIAPP_HOME/traces.db`` when tracing is enabled.
+        clock: Time for retries, breakers, limits and budget windows (tests pass a ``ManualClock``).
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class Gateway:
         *,
         models: dict[str, Model] | None = None,
         store: TraceStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.prices = PriceTable(
@@ -70,6 +76,9 @@ class Gateway:
         self._routes: dict[str, Model] = {}
         self._store = store
         self._tracer: Tracer | None = None
+        self._tracer_lock = threading.Lock()
+        self.clock: Clock = clock or SystemClock()
+        self.health = HealthBoard(self.clock)  # breakers, holds, latencies: shared by all routes
 
     @classmethod
     def from_config(cls, path: Path | str | None = None) -> Gateway:
@@ -80,8 +89,12 @@ class Gateway:
 
     @property
     def tracer(self) -> Tracer:
-        """The tracer (opens the trace store on first use)."""
-        if self._tracer is None:
+        """The tracer (opens the trace store on first use; safe when first calls race)."""
+        if self._tracer is not None:
+            return self._tracer
+        with self._tracer_lock:
+            if self._tracer is not None:
+                return self._tracer
             tracing = self.settings.tracing
             store = self._store
             if store is None and tracing.enabled:
@@ -92,7 +105,7 @@ class Gateway:
                 store_content=tracing.store_content,
                 config_hash=self.settings.config_hash(),
             )
-        return self._tracer
+            return self._tracer
 
     def route_names(self) -> list[str]:
         """Configured and injected routes."""
@@ -123,7 +136,7 @@ class Gateway:
             model = self._given[name]
         else:
             config = self.route_config(name)
-            model = RouteModel(name, [(d.label, build_model(d, self.prices)) for d in config.deployments])
+            model = build_route(name, config, self)
         model = apply_layers(LayerContext(name, config, self.settings, self), model)
         self._routes[name] = model
         return model
@@ -160,7 +173,7 @@ class Gateway:
         ids = self.tracer.start()
         started = time.time()
         t0 = time.perf_counter()
-        with collecting_annotations() as notes:
+        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
             try:
                 completion = target.complete(messages, opts)
             except AiappError as exc:
@@ -193,7 +206,7 @@ class Gateway:
         ids = self.tracer.start()
         started = time.time()
         t0 = time.perf_counter()
-        with collecting_annotations() as notes:
+        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
             try:
                 completion = await target.acomplete(messages, opts)
             except AiappError as exc:
@@ -228,7 +241,7 @@ class Gateway:
         t0 = time.perf_counter()
         text: list[str] = []
         last: StreamChunk | None = None
-        with collecting_annotations() as notes:
+        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
             try:
                 for chunk in target.stream(messages, opts):
                     text.append(chunk.delta)
@@ -251,6 +264,7 @@ class Gateway:
                 raise
         tried = notes.pop("tried", [])
         done = _streamed(route, tried, text, last, target.name)
+        done.cache_hit = notes.get("cache") in ("hit", "semantic_hit")
         done.trace_id = ids[0]
         self._record(
             ids,
@@ -285,7 +299,7 @@ class Gateway:
         t0 = time.perf_counter()
         text: list[str] = []
         last: StreamChunk | None = None
-        with collecting_annotations() as notes:
+        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
             try:
                 async for chunk in target.astream(messages, opts):
                     text.append(chunk.delta)
@@ -308,6 +322,7 @@ class Gateway:
                 raise
         tried = notes.pop("tried", [])
         done = _streamed(route, tried, text, last, target.name)
+        done.cache_hit = notes.get("cache") in ("hit", "semantic_hit")
         done.trace_id = ids[0]
         self._record(
             ids,

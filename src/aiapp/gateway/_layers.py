@@ -12,6 +12,7 @@ is added.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,8 +63,20 @@ def layers() -> list[str]:
     return [name for _, name, _ in _LAYERS]
 
 
+#: Layers living outside the gateway package, imported when a route first needs them (so that
+#: ``import aiapp.gateway`` stays light and they may import the gateway): route field → module.
+_PLUGINS: dict[str, str] = {"guards": "aiapp.guardrails._layer"}
+
+
+def _load_plugins(context: LayerContext) -> None:
+    for field, module in _PLUGINS.items():
+        if context.config is not None and getattr(context.config, field, None) is not None:
+            importlib.import_module(module)
+
+
 def apply_layers(context: LayerContext, model: Model) -> Model:
     """Wrap ``model`` with every registered layer, innermost first."""
+    _load_plugins(context)
     for _, _, factory in _LAYERS:
         wrapped = factory(context, model)
         if wrapped is not None:

@@ -109,7 +109,11 @@ class TraceStore:
             if version in applied:
                 continue
             # executescript would commit implicitly; run statements inside one explicit transaction.
+            # BEGIN IMMEDIATE takes the write lock, so re-check: another process may have just applied it.
             db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                db.execute("COMMIT")
+                continue
             try:
                 for statement in sql.split(";"):
                     if statement.strip():

@@ -7,6 +7,7 @@ not litellm's ~3 ms. Both clients are created on first use and reused (keep-aliv
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -59,6 +60,7 @@ class OpenAICompatibleModel(Model):
         self._defaults = default_options or CallOptions()
         self._sync: openai.OpenAI | None = None
         self._async: openai.AsyncOpenAI | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -86,12 +88,16 @@ class OpenAICompatibleModel(Model):
         return self._sync
 
     def _aclient(self) -> openai.AsyncOpenAI:
-        if self._async is None:
+        # An async client's connections belong to the event loop that opened them: reusing it
+        # from a later asyncio.run() fails with "Event loop is closed". One client per loop.
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async_loop is not loop:
             import openai
 
             self._async = openai.AsyncOpenAI(
                 api_key=self._key(), base_url=self.api_base, max_retries=0, timeout=self.timeout_s
             )
+            self._async_loop = loop
         return self._async
 
     def _request(self, messages: Sequence[Message], options: CallOptions | None) -> dict[str, Any]:

@@ -1,0 +1,322 @@
+"""The eval runner: async, bounded concurrency, rate-limit aware, resumable, memory-bounded.
+
+Results are appended to ``$AIAPP_HOME/evals/<suite>/<run id>/results.jsonl`` as they arrive, one
+line per (case, repeat). The run id hashes the suite and the target's fingerprint, so re-running
+the same suite on the same system continues where it stopped (a crash loses at most the line
+being written; a torn last line is dropped on resume), while any change to the prompt, route or
+index starts a fresh run. Only per-case metric values stay in memory, never outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiapp.errors import ProviderError, RateLimitError
+from aiapp.evals._score import Case, Output, Sample, Score
+from aiapp.evals._stats import Estimate, estimate
+from aiapp.evals._suite import Suite
+from aiapp.evals._targets import Target
+from aiapp.evals.scorers._base import Scorer
+
+ProgressHook = Callable[[int, int], None]
+
+
+@dataclass
+class MetricValues:
+    """Per-case values of one metric, as they accumulate."""
+
+    per_case: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    passes: list[bool] = field(default_factory=list)
+    unscored: int = 0
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, case_id: str, score: Score) -> None:
+        """Fold one score in."""
+        if score.value is None:
+            self.unscored += 1
+            self.reasons[score.reason or "unscored"] += 1
+            return
+        self.per_case[case_id].append(score.value)
+        if score.passed is not None:
+            self.passes.append(score.passed)
+
+    def case_means(self) -> dict[str, float]:
+        """Each case's mean over its repeats."""
+        return {case: sum(v) / len(v) for case, v in self.per_case.items() if v}
+
+
+@dataclass
+class RunResult:
+    """A finished (or resumed) run: per-metric estimates and per-case values.
+
+    Attributes:
+        suite: Suite name.
+        target: Target description.
+        fingerprint: The target's fingerprint.
+        run_dir: Where results.jsonl lives.
+        cases: Cases in the run.
+        samples: (case, repeat) pairs with results.
+        resumed: How many of them came from an earlier, interrupted run.
+        errors: Target failures (their scores are unscored).
+        metrics: Metric name → accumulated values.
+        estimates: Metric name → estimate.
+        cost_usd: Target cost (``None`` when any call's price was unknown).
+        wall_s: Wall time of this invocation.
+    """
+
+    suite: str
+    target: str
+    fingerprint: str
+    run_dir: Path
+    cases: int
+    samples: int = 0
+    resumed: int = 0
+    errors: int = 0
+    metrics: dict[str, MetricValues] = field(default_factory=dict)
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+    cost_usd: float | None = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def results_path(self) -> Path:
+        """The JSONL file with one line per (case, repeat)."""
+        return self.run_dir / "results.jsonl"
+
+    def case_values(self, metric: str) -> dict[str, float]:
+        """Per-case means of a metric."""
+        values = self.metrics.get(metric)
+        return values.case_means() if values else {}
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Stream the stored result rows (for reports)."""
+        if not self.results_path.exists():
+            return
+        with self.results_path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a run would do before spending anything."""
+
+    cases: int
+    repeats: int
+    target_calls: int
+    scorer_model_calls: int
+    estimated_cost_usd: float | None
+    already_done: int
+
+
+def run_dir_for(home: Path, suite: Suite, target: Target) -> Path:
+    """The results folder of a (suite, target) pair."""
+    return home / "evals" / suite.name / f"{suite.content_hash()}-{target.fingerprint}"
+
+
+class Runner:
+    """Runs a suite's cases through a target and its scorers.
+
+    Args:
+        suite: The suite.
+        target: The built target.
+        scorers: The built scorers.
+        home: ``AIAPP_HOME`` (results live under it).
+        concurrency: Cases in flight at once (default: the suite's).
+        max_rate_limit_retries: Retries per case after a 429 before recording it as an error.
+        progress: Called with (done, total) after each sample.
+    """
+
+    def __init__(
+        self,
+        suite: Suite,
+        target: Target,
+        scorers: list[Scorer],
+        *,
+        home: Path,
+        concurrency: int | None = None,
+        max_rate_limit_retries: int = 5,
+        progress: ProgressHook | None = None,
+    ) -> None:
+        self.suite = suite
+        self.target = target
+        self.scorers = scorers
+        self.home = home
+        self.concurrency = concurrency or suite.concurrency
+        self.max_rate_limit_retries = max_rate_limit_retries
+        self.progress = progress
+        self.run_dir = run_dir_for(home, suite, target)
+
+    # -- resume ----------------------------------------------------------------------------------
+
+    def _load_done(self, result: RunResult) -> set[tuple[str, int]]:
+        path = result.results_path
+        done: set[tuple[str, int]] = set()
+        if not path.exists():
+            return done
+        good_bytes = 0
+        with path.open("rb") as handle:
+            for raw in handle:
+                try:
+                    row = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    break  # a torn last line from a crash: drop it and everything after
+                if not raw.endswith(b"\n"):
+                    break
+                good_bytes += len(raw)
+                self._fold(result, row)
+                done.add((row["case_id"], int(row["repeat"])))
+        if good_bytes != path.stat().st_size:
+            with path.open("r+b") as handle:
+                handle.truncate(good_bytes)
+        result.resumed = len(done)
+        return done
+
+    def _fold(self, result: RunResult, row: dict[str, Any]) -> None:
+        result.samples += 1
+        if row.get("output", {}).get("error"):
+            result.errors += 1
+        cost = (row.get("output", {}).get("usage") or {}).get("cost_usd")
+        if cost is None:
+            result.cost_usd = None
+        elif result.cost_usd is not None:
+            result.cost_usd += float(cost)
+        for raw in row.get("scores", []):
+            score = Score.model_validate(raw)
+            result.metrics.setdefault(score.scorer, MetricValues()).add(row["case_id"], score)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def dry_run(self, cases: list[Case], *, price_per_call: float | None) -> DryRun:
+        """Count calls and estimate cost without calling anything."""
+        result = RunResult(
+            self.suite.name, self.target.description, self.target.fingerprint, self.run_dir, len(cases)
+        )
+        done = self._load_done(result)
+        pending = sum(
+            1 for case in cases for repeat in range(self.suite.repeats) if (case.id, repeat) not in done
+        )
+        model_scorers = sum(1 for s in self.scorers if s.calls_models)
+        return DryRun(
+            cases=len(cases),
+            repeats=self.suite.repeats,
+            target_calls=pending,
+            scorer_model_calls=pending * model_scorers,
+            estimated_cost_usd=None if price_per_call is None else pending * price_per_call,
+            already_done=len(done),
+        )
+
+    async def arun(self, cases: list[Case]) -> RunResult:
+        """Run every pending (case, repeat); return the aggregated result."""
+        started = time.perf_counter()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        result = RunResult(
+            self.suite.name, self.target.description, self.target.fingerprint, self.run_dir, len(cases)
+        )
+        done = self._load_done(result)
+        work = [(case, r) for case in cases for r in range(self.suite.repeats) if (case.id, r) not in done]
+        total = len(work) + len(done)
+        finished = len(done)
+        if self.progress:
+            self.progress(finished, total)
+        queue: asyncio.Queue[tuple[Case, int]] = asyncio.Queue()
+        for item in work:
+            queue.put_nowait(item)
+        write_lock = asyncio.Lock()
+        handle = result.results_path.open("a", encoding="utf-8")
+
+        async def worker() -> None:
+            nonlocal finished
+            while True:
+                try:
+                    case, repeat = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                row = await self._one(case, repeat)
+                async with write_lock:
+                    handle.write(json.dumps(row, default=str) + "\n")
+                    handle.flush()
+                    self._fold(result, row)
+                    finished += 1
+                    if self.progress:
+                        self.progress(finished, total)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, max(1, len(work))))))
+        finally:
+            handle.close()
+        for name, values in result.metrics.items():
+            result.estimates[name] = estimate(
+                values.per_case,
+                unscored=values.unscored,
+                passes=values.passes,
+                confidence=self.suite.gate.confidence,
+            )
+        for scorer_ in self.scorers:  # a metric with no scores at all still appears, as unscored
+            result.estimates.setdefault(scorer_.name, estimate({}, unscored=0))
+        result.wall_s = time.perf_counter() - started
+        return result
+
+    async def _one(self, case: Case, repeat: int) -> dict[str, Any]:
+        output = await self._call_target(case)
+        sample = Sample(case=case, output=output, repeat=repeat)
+        scores = await asyncio.gather(*(self._score(s, sample) for s in self.scorers))
+        return {
+            "case_id": case.id,
+            "repeat": repeat,
+            "input": case.input,
+            "expected": case.expected,
+            "metadata": case.metadata,
+            "output": _compact(output),
+            "scores": [s.model_dump(mode="json") for s in scores],
+        }
+
+    async def _call_target(self, case: Case) -> Output:
+        attempt = 0
+        while True:
+            try:
+                return await self.target.arun(case)
+            except RateLimitError as exc:
+                attempt += 1
+                if attempt > self.max_rate_limit_retries:
+                    return Output(error=f"{type(exc).__name__}: {exc}")
+                wait = exc.retry_after if exc.retry_after is not None else min(30.0, 0.5 * 2**attempt)
+                await asyncio.sleep(wait * (1 + random.random() * 0.1))
+            except ProviderError as exc:
+                return Output(error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a target bug is recorded against the case, not fatal to the run
+                return Output(error=f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    async def _score(scorer_: Scorer, sample: Sample) -> Score:
+        try:
+            score = await scorer_.ascore(sample)
+        except Exception as exc:  # a scorer crash becomes an unscored case with the reason
+            return Score.unscored(scorer_.name, f"scorer failed: {type(exc).__name__}: {exc}")
+        if score.value is not None and score.value != score.value:  # NaN never leaks into a report
+            return Score.unscored(scorer_.name, "scorer returned NaN", **score.metadata)
+        return score
+
+
+def _compact(output: Output) -> dict[str, Any]:
+    data = output.model_dump(mode="json")
+    data["hits"] = [
+        {
+            "source": h.source,
+            "chunk_id": h.chunk_id,
+            "score": round(h.score, 5),
+            "text": h.text[:300],
+        }
+        for h in output.hits
+    ]
+    return data

@@ -1,0 +1,371 @@
+"""Guards as gateway middleware: :class:`GuardedModel` wraps a route's model (layer order 30, outermost).
+
+Input guards run on each user message before the call; output guards on the reply, or on a
+stream through a :class:`~aiapp.guardrails._stream.StreamGate`. Every verdict (name, action,
+score, latency, redaction placeholders — never the redacted values) goes into the call's trace
+as the ``guards`` attribute. A block raises :class:`~aiapp.errors.GuardrailError`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from aiapp.errors import GuardrailError
+from aiapp.gateway._layers import LayerContext, register_layer
+from aiapp.gateway._model import Model, collect, completion_to_chunks
+from aiapp.guardrails._redact import RedactionMap
+from aiapp.guardrails._stack import GuardReport, InputGuards, OutputGuards
+from aiapp.guardrails._stream import StreamGate, merge_verdicts
+from aiapp.guardrails._verdict import Verdict
+from aiapp.tracing import annotate
+from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage
+
+__all__ = ["GuardedModel", "grounding_documents", "guard_layer"]
+
+_documents: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "aiapp_guard_documents", default=()
+)
+
+
+@contextmanager
+def grounding_documents(documents: Sequence[str]) -> Iterator[None]:
+    """Give output guards (grounding) the retrieved context for gateway calls made inside the block.
+
+    Without it, the grounding guard reads ``<context>...</context>`` blocks from the messages.
+    """
+    token = _documents.set(tuple(documents))
+    try:
+        yield
+    finally:
+        _documents.reset(token)
+
+
+class _Call:
+    """Per-call state: the placeholder map and the verdicts recorded in the trace."""
+
+    def __init__(self) -> None:
+        self.redactions = RedactionMap()
+        self.notes: list[dict[str, Any]] = []
+        annotate(guards=self.notes)
+
+    def record(self, verdicts: Sequence[Verdict]) -> None:
+        self.notes.extend(v.to_trace() for v in verdicts)
+
+
+class GuardedModel(Model):
+    """A model whose calls pass input and output guards.
+
+    Args:
+        inner: The model to guard.
+        input: Guards on user messages.
+        output: Guards on replies.
+        route: The route's name (for errors and verdicts).
+    """
+
+    def __init__(
+        self, inner: Model, *, input: InputGuards, output: OutputGuards, route: str | None = None
+    ) -> None:
+        self.inner = inner
+        self.input = input
+        self.output = output
+        self.route = route
+        self.name = inner.name
+        self.info = inner.info
+
+    # -- input -------------------------------------------------------------------------------------
+
+    def _apply_input(
+        self, messages: Sequence[Message], call: _Call, reports: list[GuardReport]
+    ) -> list[Message] | str:
+        out: list[Message] = []
+        for message, report in zip(messages, reports, strict=True):
+            if report is _SKIP:
+                out.append(message)
+                continue
+            call.record(report.verdicts)
+            if report.fallback is not None:
+                return report.fallback
+            out.append(
+                message
+                if report.text == message.content
+                else message.model_copy(update={"content": report.text})
+            )
+        return out
+
+    def _check_input(self, messages: Sequence[Message], call: _Call) -> list[Message] | str:
+        reports = []
+        for m in messages:
+            if m.role != "user" or not m.content or not self.input.guards:
+                reports.append(_SKIP)
+                continue
+            reports.append(self._run(self.input.check, m.content, messages, call))
+        return self._apply_input(messages, call, reports)
+
+    async def _acheck_input(self, messages: Sequence[Message], call: _Call) -> list[Message] | str:
+        reports = []
+        for m in messages:
+            if m.role != "user" or not m.content or not self.input.guards:
+                reports.append(_SKIP)
+                continue
+            try:
+                reports.append(
+                    await self.input.acheck(
+                        m.content, messages=messages, route=self.route, redactions=call.redactions
+                    )
+                )
+            except GuardrailError as exc:
+                call.record([v for v in exc.verdicts if isinstance(v, Verdict)])
+                raise
+        return self._apply_input(messages, call, reports)
+
+    def _run(
+        self, check: Any, text: str, messages: Sequence[Message], call: _Call, **kwargs: Any
+    ) -> GuardReport:
+        try:
+            report: GuardReport = check(
+                text, messages=messages, route=self.route, redactions=call.redactions, **kwargs
+            )
+            return report
+        except GuardrailError as exc:
+            call.record([v for v in exc.verdicts if isinstance(v, Verdict)])
+            raise
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def _judge(
+        self,
+        completion: Completion,
+        messages: Sequence[Message],
+        call: _Call,
+        report: GuardReport,
+        attempt: int,
+    ) -> list[Message] | None:
+        """Apply an output report to ``completion``; return messages for a re-ask, or ``None`` when done."""
+        call.record(report.verdicts)
+        if report.fallback is not None:
+            completion.text = report.fallback
+            completion.finish_reason = "content_filter"
+            return None
+        if report.reask is not None:
+            verdict = report.reask
+            if attempt >= self.output.max_reasks:
+                raise GuardrailError(
+                    guard=verdict.name,
+                    reason=f"{verdict.reason} (still failing after {attempt} re-ask{'s' if attempt != 1 else ''})",
+                    stage="output",
+                    route=self.route,
+                    verdicts=tuple(report.verdicts),
+                )
+            guard = next(g for g in self.output.guards if g.name == verdict.name)
+            ask = getattr(guard, "reask_message", None)
+            instruction = (
+                ask(_outcome_of(verdict))
+                if callable(ask)
+                else f"Your previous reply failed the {verdict.name} check: {verdict.reason}. Write the reply again so it passes."
+            )
+            return [*messages, Message.assistant(completion.text), Message.user(instruction)]
+        completion.text = call.redactions.restore(report.text)
+        return None
+
+    def _output_report(self, completion: Completion, messages: Sequence[Message], call: _Call) -> GuardReport:
+        return self._run(self.output.check, completion.text, messages, call, documents=_documents.get())
+
+    def _guard_completion(
+        self, completion: Completion, messages: Sequence[Message], call: _Call, options: CallOptions | None
+    ) -> Completion:
+        attempt = 0
+        while True:
+            if not self.output.guards:
+                completion.text = call.redactions.restore(completion.text)
+                return completion
+            again = self._judge(
+                completion, messages, call, self._output_report(completion, messages, call), attempt
+            )
+            if again is None:
+                return completion
+            attempt += 1
+            completion = _add_usage(self.inner.complete(again, options), completion)
+
+    async def _aguard_completion(
+        self, completion: Completion, messages: Sequence[Message], call: _Call, options: CallOptions | None
+    ) -> Completion:
+        attempt = 0
+        while True:
+            if not self.output.guards:
+                completion.text = call.redactions.restore(completion.text)
+                return completion
+            try:
+                report = await self.output.acheck(
+                    completion.text,
+                    messages=messages,
+                    route=self.route,
+                    redactions=call.redactions,
+                    documents=_documents.get(),
+                )
+            except GuardrailError as exc:
+                call.record([v for v in exc.verdicts if isinstance(v, Verdict)])
+                raise
+            again = self._judge(completion, messages, call, report, attempt)
+            if again is None:
+                return completion
+            attempt += 1
+            completion = _add_usage(await self.inner.acomplete(again, options), completion)
+
+    # -- the Model interface -----------------------------------------------------------------------
+
+    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
+        """Guard the input, call the model, guard the reply (re-asking when a guard says so)."""
+        call = _Call()
+        guarded = self._check_input(messages, call)
+        if isinstance(guarded, str):
+            return _fallback(guarded, self.name)
+        return self._guard_completion(self.inner.complete(guarded, options), guarded, call, options)
+
+    async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
+        """Async :meth:`complete`; CPU-bound guards run in worker threads."""
+        call = _Call()
+        guarded = await self._acheck_input(messages, call)
+        if isinstance(guarded, str):
+            return _fallback(guarded, self.name)
+        return await self._aguard_completion(
+            await self.inner.acomplete(guarded, options), guarded, call, options
+        )
+
+    def stream(
+        self, messages: Sequence[Message], options: CallOptions | None = None
+    ) -> Iterator[StreamChunk]:
+        """Stream through the gate (or, when a guard needs the whole reply to act, buffer it first)."""
+        call = _Call()
+        guarded = self._check_input(messages, call)
+        if isinstance(guarded, str):
+            yield StreamChunk(delta=guarded, finish_reason="content_filter")
+            return
+        if not self.output.windowed:
+            done = self._guard_completion(
+                collect(self.inner.stream(guarded, options), model=self.name), guarded, call, options
+            )
+            yield from completion_to_chunks(done)
+            return
+        gate = StreamGate(
+            self.output,
+            redactions=call.redactions,
+            messages=guarded,
+            documents=_documents.get(),
+            route=self.route,
+        )
+        try:
+            for chunk in self.inner.stream(guarded, options):
+                out = _gate_chunk(gate, chunk)
+                if out is not None:
+                    yield out
+                if gate.fallback is not None:
+                    return
+            if (rest := gate.finish()) or gate.fallback:
+                yield StreamChunk(delta=rest, finish_reason="content_filter" if gate.fallback else "stop")
+        finally:
+            call.record(merge_verdicts(gate.verdicts))
+
+    async def astream(
+        self, messages: Sequence[Message], options: CallOptions | None = None
+    ) -> AsyncIterator[StreamChunk]:
+        """Async :meth:`stream`."""
+        call = _Call()
+        guarded = await self._acheck_input(messages, call)
+        if isinstance(guarded, str):
+            yield StreamChunk(delta=guarded, finish_reason="content_filter")
+            return
+        if not self.output.windowed:
+            chunks = [c async for c in self.inner.astream(guarded, options)]
+            done = await self._aguard_completion(collect(chunks, model=self.name), guarded, call, options)
+            for chunk in completion_to_chunks(done):
+                yield chunk
+            return
+        gate = StreamGate(
+            self.output,
+            redactions=call.redactions,
+            messages=guarded,
+            documents=_documents.get(),
+            route=self.route,
+        )
+        try:
+            async for chunk in self.inner.astream(guarded, options):
+                out = _gate_chunk(gate, chunk)
+                if out is not None:
+                    yield out
+                if gate.fallback is not None:
+                    return
+            if (rest := gate.finish()) or gate.fallback:
+                yield StreamChunk(delta=rest, finish_reason="content_filter" if gate.fallback else "stop")
+        finally:
+            call.record(merge_verdicts(gate.verdicts))
+
+    def close(self) -> None:
+        """Close the wrapped model."""
+        self.inner.close()
+
+
+_SKIP = GuardReport(text="")
+
+
+def _gate_chunk(gate: StreamGate, chunk: StreamChunk) -> StreamChunk | None:
+    """Pass one inner chunk through the gate; the last chunk (finish reason) flushes the buffer."""
+    if chunk.finish_reason is None:
+        released = gate.feed(chunk.delta)
+        return (
+            StreamChunk(delta=released, tool_calls=chunk.tool_calls) if released or chunk.tool_calls else None
+        )
+    rest = gate.feed(chunk.delta)
+    rest += gate.finish()
+    finish = "content_filter" if gate.fallback is not None else chunk.finish_reason
+    return StreamChunk(delta=rest, tool_calls=chunk.tool_calls, finish_reason=finish, usage=chunk.usage)
+
+
+def _outcome_of(verdict: Verdict) -> Any:
+    from aiapp.guardrails._verdict import Outcome
+
+    return Outcome(passed=False, reason=verdict.reason, score=verdict.score, details=verdict.details)
+
+
+def _fallback(text: str, model: str) -> Completion:
+    return Completion(text=text, finish_reason="content_filter", model=model)
+
+
+def _add_usage(new: Completion, old: Completion) -> Completion:
+    """``new`` with the usage of both calls (a re-ask costs twice)."""
+    a, b = old.usage, new.usage
+    cost = None if a.cost_usd is None or b.cost_usd is None else a.cost_usd + b.cost_usd
+    new.usage = Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cost_usd=cost,
+    )
+    return new
+
+
+@register_layer("guards", order=30)
+def guard_layer(context: LayerContext, model: Model) -> Model | None:
+    """Wrap a route whose config has ``guards:`` (see :mod:`aiapp._guard_config`)."""
+    config = context.config.guards if context.config is not None else None
+    if config is None or not (config.input or config.output):
+        return None
+    common = {
+        "fallback": config.fallback,
+        "max_reasks": config.max_reasks,
+        "window_chars": config.window_chars,
+    }
+    from aiapp.errors import ConfigError
+
+    try:
+        inputs = InputGuards(config.input, **common)  # type: ignore[arg-type]
+        outputs = OutputGuards(config.output, **common)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        source = context.settings.source
+        raise ConfigError(
+            str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc),
+            path=str(source) if source else None,
+            field=f"routes.{context.route}.{exc.field}" if exc.field else f"routes.{context.route}.guards",
+        ) from exc
+    return GuardedModel(model, input=inputs, output=outputs, route=context.route)

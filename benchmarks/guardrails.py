@@ -21,6 +21,7 @@ over every deepset test and XSTest prompt, each seen for the first time (no scor
 interleaved with the reference — one bare MiniLM embedding call on the same text — in this run.
 
 Prints one JSON object per result, then a summary line. Not part of the test suite.
+``--no-latency`` skips the (slow, on a busy machine) latency pass.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from _common import emit, percentile, summary  # noqa: E402
-
 from aiapp.gateway.embedders import build_embedder  # noqa: E402
 from aiapp.guardrails import (  # noqa: E402
     PII_TYPES,
@@ -79,7 +79,9 @@ def injection(texts: list[str], labels: list[bool]) -> dict[str, Any]:
         guard = InjectionGuard(model=model)
         pred = [not guard.check(t).passed for t in texts]
         results[model] = _prf(pred, labels)
-        emit({"result": "injection", "data": "deepset test", "model": model, "n": len(texts), **results[model]})
+        emit(
+            {"result": "injection", "data": "deepset test", "model": model, "n": len(texts), **results[model]}
+        )
     rules = _prf([match_signature(t) is not None for t in texts], labels)
     emit({"result": "injection", "data": "deepset test", "model": "rules only", "n": len(texts), **rules})
     return results
@@ -131,7 +133,9 @@ def pii(records: list[dict[str, Any]]) -> tuple[float, float, dict[str, dict[str
         p = tp[kind] / (tp[kind] + fp[kind]) if tp[kind] + fp[kind] else 0.0
         r = tp[kind] / (tp[kind] + fn[kind]) if tp[kind] + fn[kind] else 0.0
         per_type[kind] = {"precision": round(p, 4), "recall": round(r, 4), "gold": tp[kind] + fn[kind]}
-        emit({"result": "pii", "type": kind, **per_type[kind], "tp": tp[kind], "fp": fp[kind], "fn": fn[kind]})
+        emit(
+            {"result": "pii", "type": kind, **per_type[kind], "tp": tp[kind], "fp": fp[kind], "fn": fn[kind]}
+        )
     total_tp = sum(tp.values())
     precision = total_tp / (total_tp + sum(fp.values()))
     recall = total_tp / (total_tp + sum(fn.values()))
@@ -144,7 +148,9 @@ def latency(texts: list[str]) -> dict[str, float]:
     fresh = InputGuards(
         [InjectionGuard(embedder=embedder), {"type": "secrets", "action": "redact"}, "pii", "limits"]
     )
-    lite = InputGuards([InjectionGuard(model="lite"), {"type": "secrets", "action": "redact"}, "pii", "limits"])
+    lite = InputGuards(
+        [InjectionGuard(model="lite"), {"type": "secrets", "action": "redact"}, "pii", "limits"]
+    )
     for warm in texts[:5]:
         embedder.embed([warm + " warm-up"], kind="query")
         fresh.check(warm + " warm-up", raise_on_block=False)
@@ -189,7 +195,8 @@ def main() -> None:
     inj = injection(texts, labels)
     safe_rate = xstest(xs_rows)
     pii_p, pii_r, per_type = pii(records)
-    lat = latency(texts + [r["prompt"] for r in xs_rows])
+    skip_latency = "--no-latency" in sys.argv  # quick quality-only runs while developing
+    lat = {} if skip_latency else latency(texts + [r["prompt"] for r in xs_rows])
     emit(
         {
             "result": "summary",
@@ -202,7 +209,9 @@ def main() -> None:
             "xstest_safe_block_rate": round(safe_rate, 4),
             "pii_precision": round(pii_p, 4),
             "pii_recall": round(pii_r, 4),
-            "pii_per_type": {k: {"precision": v["precision"], "recall": v["recall"]} for k, v in per_type.items()},
+            "pii_per_type": {
+                k: {"precision": v["precision"], "recall": v["recall"]} for k, v in per_type.items()
+            },
             **lat,
             "goals": {
                 "injection_f1": ">= 0.95",

@@ -34,8 +34,15 @@ echo "== the RAG app on the demo corpus (corpora/ollama/, indexed on first use),
 ANSWER="$($BIN/aiapp ask "How do I make the server listen on all interfaces?" --json)"
 echo "$ANSWER"
 echo
-echo "== that answer's trace: app, retrieval and llm spans, with the prompt ref and hash"
+echo "== another question, as text (answers cite their sources as [n])"
+$BIN/aiapp ask "Which port does the Ollama server use by default?"
+echo
+echo "== that first answer's trace: app, retrieval and llm spans, with the prompt ref and hash"
 $BIN/aiapp traces show "$(echo "$ANSWER" | $BIN/python -c 'import json, sys; print(json.load(sys.stdin)["trace_id"])')"
 echo
 echo "== recent traces ($AIAPP_HOME/traces.db)"
 $BIN/aiapp traces -n 5
+echo
+echo "== evals: the demo suites (evals/*.yaml) against local/extractive, gated against evals/baselines/"
+echo "   (judge metrics are unscored without a judge model: configure the judge route to score them)"
+$BIN/aiapp eval --gate

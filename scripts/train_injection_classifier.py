@@ -8,9 +8,11 @@ How:
    (:class:`aiapp.guardrails._classifier.InjectionClassifier`): MiniLM embedding + hashed n-grams
    (``full``), or hashed n-grams alone (``lite``).
 2. 5-fold stratified cross-validation on train.jsonl (seed 0) picks the L2 strength, and the
-   out-of-fold probabilities pick the decision threshold: the one maximizing F1 of the guard's
-   whole decision (signature rule hit OR probability >= threshold). Each training text is thus
-   scored once by a model that never saw it: a validation split of train, used five times.
+   out-of-fold probabilities pick the decision threshold: the one maximizing the classifier's own
+   F1. Each training text is thus scored once by a model that never saw it: a validation split of
+   train, used five times. The signature rules are left out of this choice on purpose: they were
+   written while reading train.jsonl, so counting their hits there would be in-sample and would
+   push the threshold up. (The F1 of rules OR classifier is printed too, for information.)
 3. The final model is fit on all of train.jsonl with the chosen L2 and saved with its threshold.
 
 Usage::
@@ -45,7 +47,7 @@ from aiapp.guardrails._injection import match_signature  # noqa: E402
 
 SEED = 0
 FOLDS = 5
-L2_GRID = (1e-4, 1e-3, 1e-2)
+L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2)
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "prompt_injection_deepset" / "train.jsonl"
 DEFAULT_OUT = ROOT / "src" / "aiapp" / "guardrails" / "data" / "injection_lr.npz"
 
@@ -162,21 +164,17 @@ def main() -> None:
                 train = np.concatenate([folds[j] for j in range(FOLDS) if j != k])
                 w, b = fit_logreg(x[train], y[train], l2=l2)
                 oof[val] = predict(x[val], w, b)
-            threshold, f1 = best_threshold(oof, rules, y)
-            p, r, _ = f1_at(oof, rules, y, threshold)
-            print(
-                json.dumps(
-                    {
-                        "model": kind,
-                        "l2": l2,
-                        "threshold": threshold,
-                        "cv_precision": round(p, 4),
-                        "cv_recall": round(r, 4),
-                        "cv_f1": round(f1, 4),
-                    }
-                ),
-                flush=True,
-            )
+            no_rules = np.zeros_like(rules)
+            threshold, f1 = best_threshold(oof, no_rules, y)
+            p, r, _ = f1_at(oof, no_rules, y, threshold)
+            with_rules = f1_at(oof, rules, y, threshold)[2]
+            row = {"model": kind, "l2": l2, "threshold": threshold, "cv_precision": round(p, 4)}
+            row |= {
+                "cv_recall": round(r, 4),
+                "cv_f1": round(f1, 4),
+                "cv_f1_with_rules_in_sample": round(with_rules, 4),
+            }
+            print(json.dumps(row), flush=True)
             if best is None or f1 > best[0]:
                 best = (f1, l2, threshold)
         assert best is not None

@@ -8,6 +8,7 @@ import sys
 import aiapp
 import aiapp.apps
 import aiapp.gateway
+import aiapp.guardrails
 import aiapp.prompts
 import aiapp.testing
 import aiapp.tracing
@@ -56,13 +57,14 @@ def test_layer_names() -> None:
     assert set(aiapp.testing.__all__) >= {"FakeModel", "StubServer"}
     assert set(aiapp.prompts.__all__) >= {"Prompt", "PromptRegistry", "Problem", "complete_structured", "get"}
     assert set(aiapp.apps.__all__) >= {"RAGApp", "Answer", "Citation", "Conversation"}
+    assert set(aiapp.guardrails.__all__) >= {"InputGuards", "OutputGuards", "check_input", "Verdict"}
 
 
 def test_import_is_light_and_offline() -> None:
     """`import aiapp` and building a gateway must not import litellm, openai or torch."""
     code = (
         "import sys, aiapp; gw = aiapp.Gateway.from_config(); gw.complete('hi');"
-        "heavy = [m for m in ('litellm', 'openai', 'torch', 'sentence_transformers') if m in sys.modules];"
+        "heavy = [m for m in ('litellm', 'openai', 'torch', 'sentence_transformers', 'guardrails') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

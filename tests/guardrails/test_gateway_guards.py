@@ -226,3 +226,14 @@ def test_traces_show_prints_the_verdicts(config_file: Path, fake: FakeModel, aia
     assert any(line.startswith("guard: input injection allow (score") for line in lines), lines
     [pii] = [line for line in lines if "input pii" in line]
     assert "input pii redact" in pii and "EMAIL_ADDRESS->[EMAIL_ADDRESS_1]" in pii and "bob@" not in pii
+
+
+def test_the_shipped_config_has_a_guarded_route() -> None:
+    from aiapp.guardrails import GuardedModel
+
+    root = Path(__file__).resolve().parents[2]
+    with Gateway(load_settings(root / "configs" / "aiapp.yaml")) as gw:
+        model = gw.model("guarded")
+        assert isinstance(model, GuardedModel)
+        assert [g.name for g in model.input.guards] == ["injection", "secrets", "pii", "limits"]
+        assert [g.name for g in model.output.guards] == ["secrets", "pii", "grounding"]

@@ -84,3 +84,12 @@ def test_custom_guards_register_by_decorator() -> None:
     assert "no_shouting" in guard_types()
     with pytest.raises(GuardrailError, match="all caps"):
         InputGuards(["no_shouting"]).check("HELLO")
+
+
+def test_stacks_work_as_str_hooks() -> None:
+    inputs = InputGuards(["pii", {"type": "topics", "denied": {"legal": ["lawsuit"]}}])
+    assert inputs("mail ada@example.com") == "mail [EMAIL_ADDRESS_1]"
+    with pytest.raises(GuardrailError, match="denied topic"):
+        inputs("about the lawsuit")
+    outputs = OutputGuards([{"type": "banlist", "words": ["darn"], "action": "fallback"}], fallback="Sorry.")
+    assert outputs("well darn") == "Sorry."

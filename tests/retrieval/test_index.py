@@ -201,3 +201,26 @@ def test_a_second_index_object_sees_new_versions(settings: Settings, corpus: Pat
 def test_bad_index_name(settings: Settings) -> None:
     with pytest.raises(InputError, match="invalid index name"):
         Index.open("../escape", settings)
+
+
+def test_two_processes_can_search_one_index(index: Index, corpus: Path) -> None:
+    import subprocess
+    import sys
+
+    index.ingest(corpus)
+    assert index.search("GPUs", k=1)[0].source == "guide/gpu.md"  # this process holds the version open
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2]);"
+        "from pathlib import Path; from _helpers import HashEmbedder, make_settings;"
+        "from aiapp.retrieval import Index;"
+        "s = make_settings(Path(sys.argv[1]), chunk_tokens=64, chunk_overlap=8);"
+        "print(Index.open('test', s, embedder=HashEmbedder()).search('GPUs', k=1)[0].source)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(index.settings.home), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "guide/gpu.md"

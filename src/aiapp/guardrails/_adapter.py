@@ -16,8 +16,9 @@ Before ``guardrails`` is first imported, :func:`prepare_guardrails_environment`:
   **only if the file does not exist** (guardrails-ai reads it at import and at every ``Guard``
   construction; setting metrics off in code alone did not stop its telemetry). An existing file is
   left as it is, and its metrics and remote-inference settings are overridden in memory;
-* points ``NLTK_DATA`` at ``$AIAPP_HOME/nltk_data`` (which gets a ``tokenizers/punkt/`` folder) when
-  ``NLTK_DATA`` is unset, since guardrails-ai otherwise calls ``nltk.download`` at import.
+* adds ``$AIAPP_HOME/nltk_data`` (which gets a ``tokenizers/punkt/`` folder) to ``NLTK_DATA`` when no
+  folder there has ``tokenizers/punkt``, since guardrails-ai otherwise calls ``nltk.download`` at
+  import. (nltk 3.9+ tokenizes with ``punkt_tab``; the empty ``punkt`` folder only satisfies that check.)
 
 Failures are surfaced, never swallowed: a failing validator is a failed verdict whatever its own
 ``on_fail`` (guardrails-ai reports ``fix``/``reask`` outcomes as passed), and a validator that raises,
@@ -62,11 +63,11 @@ def prepare_guardrails_environment(*, home: Path | None = None, nltk_dir: Path |
             from aiapp.config import default_home
 
             nltk_dir = default_home() / "nltk_data"
-        current = os.environ.get("NLTK_DATA")
-        if not current:
+        entries = [e for e in os.environ.get("NLTK_DATA", "").split(os.pathsep) if e]
+        if not any((Path(e) / "tokenizers" / "punkt").exists() for e in entries):
             (nltk_dir / "tokenizers" / "punkt").mkdir(parents=True, exist_ok=True)
-            os.environ["NLTK_DATA"] = str(nltk_dir)
-            nltk = sys.modules.get("nltk")
+            os.environ["NLTK_DATA"] = os.pathsep.join([*entries, str(nltk_dir)])
+            nltk = sys.modules.get("nltk")  # already imported: its search path is fixed, so extend it
             if nltk is not None and str(nltk_dir) not in nltk.data.path:
                 nltk.data.path.append(str(nltk_dir))
         _telemetry_off()

@@ -62,7 +62,46 @@ SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:neue|neuen)\s+(?:aufgabe|aufgaben|anweisung|anweisungen)\b[^.?!]{0,20}\b(?:folgen|kommen|starten|beginnen)\b|\bnun\s+folgen\s+neue\b",
         ),
         ("de_reveal", r"\b(?:zeige?|gib|nenne)\b[^.?!]{0,20}\b(?:deine[n]?|alle)\b[^.?!]{0,12}\bprompt"),
-        ("es_forget", r"\b(?:olvida|olvide|ignora|ignore)\s+(?:todo|todas|todos|las\s+instrucciones)\b"),
+        (
+            "es_forget",
+            r"\b(?:olvida|olvide|olvidar|ignora|ignore)\s+(?:todo|todas|todos|las\s+instrucciones)\b",
+        ),
+        (
+            "other_forget",
+            r"\b(?:oubliez|oublie|ignorez)\s+(?:toutes?|tout)\b|\bзабудь(?:те)?\s+вс[её]\b|\bzaboravi\s+sve\b",
+        ),
+        (
+            "leave_previous",
+            r"\b(?:leave|put|remove|erase|delete)\s+(?:all\s+)?(?:the\s+)?(?:previous|prior|earlier)\s+(?:information|tasks|instructions)\b",
+        ),
+        (
+            "de_previous",
+            r"\b(?:alle\s+)?(?:vorherigen|bisherigen|vorangegangenen|obigen)\s+(?:informationen|instruktionen|anweisungen|aufgaben|ausführungen)\b[^.?!]{0,40}\b(?:ignorieren|vergessen|irrelevant|hinter\s+sich|streichen|nicht)\b|\babweichend\s+zu\s+vorherigen\b",
+        ),
+        (
+            "role_play",
+            r"\b(?:i\s+want\s+you\s+to\s+|please\s+)?act\s+as\s+(?:a|an|my)\s+\w+|\bpretend\s+(?:you\s+are|to\s+be|you\s+can)\b|\b(?:imagine|suppose)\s+you\s+are\b|\byou\s+are\s+role-?playing\b|\bals\s+[\w-]+\s+fungieren\b|\bstell\s+dir\s+vor,?\s+du\s+bist\b",
+        ),
+        (
+            "override_instructions",
+            r"\b(?:change|update|replace)\s+your\s+instructions\b|\byour\s+(?:new\s+)?instructions\s+are\s+now\b|\badditional\s+instruction\b|\bnew\s+instructions\b",
+        ),
+        (
+            "force_output",
+            r"\b(?:just|only)\s+output\b|\brepeat\s+after\s+me\b|\bdo\s+not\s+(?:answer|look)\b[^.?!]{0,40}\b(?:output|say|write)\b|\bsay\s+that\s+you\s+(?:hate|love)\b",
+        ),
+        (
+            "ignore_sources",
+            r"\b(?:not|without)\s+(?:by|using|from)\s+the\s+(?:articles|documents|context)\b|\bdisregarding\s+the\s+(?:articles|documents|context)\b",
+        ),
+        (
+            "stop_and_do",
+            r"(?i:\bstop)\s*[:,!-]\s*(?:write|say|ignore|print|output)\b|\bACHTUNG\s*-\s*STOPP\b|\bATTENTION\s*-\s*STOP\b",
+        ),
+        (
+            "task_done_now",
+            r"\b(?:that\s+is|that's|this\s+is)\s+(?:enough|done)\.\s+now\b|\bdas\s+(?:ist\s+erledigt|genügt)\.\s",
+        ),
     )
 )
 

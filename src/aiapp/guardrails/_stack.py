@@ -207,6 +207,24 @@ class GuardStack:
             return report
         return report
 
+    def __call__(self, text: str) -> str:
+        """Use the stack as a ``str -> str`` hook (e.g. ``RAGApp(input_guards=InputGuards([...]))``).
+
+        Returns the checked text; raises :class:`GuardrailError` on a block. An output stack returns
+        its fallback answer when a ``fallback`` guard fails; an input stack raises instead. Hooks
+        have no per-call state, so reversible placeholders are not mapped back: use :meth:`check`
+        and :meth:`GuardReport.restore` for that.
+        """
+        report = self.check(text)
+        if report.fallback is not None:
+            if self.stage == "output":
+                return report.fallback
+            failed = report.verdicts[-1]
+            raise GuardrailError(
+                guard=failed.name, reason=failed.reason, stage="input", verdicts=tuple(report.verdicts)
+            )
+        return report.text
+
     async def acheck(self, text: str, **kwargs: Any) -> GuardReport:
         """Async :meth:`check`: CPU-bound stacks run in a worker thread, keeping the event loop free."""
         if self.heavy:

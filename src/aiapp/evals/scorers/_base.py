@@ -34,15 +34,20 @@ class Scorer:
     threshold: float | None = None
     #: Scorers that call models are slow and cost money; the runner counts them in dry runs.
     calls_models: bool = False
+    #: CPU-heavy sync scorers (embeddings) run in a worker thread; cheap ones run inline, since a
+    #: thread hop per case costs more than exact match itself.
+    blocking: bool = False
 
     def score(self, sample: Sample) -> Score:
         """Score one sample."""
         raise NotImplementedError
 
     async def ascore(self, sample: Sample) -> Score:
-        """Async :meth:`score` (runs the sync version in a thread unless overridden)."""
+        """Async :meth:`score`: inline for cheap scorers, in a worker thread for ``blocking`` ones."""
         if type(self).score is Scorer.score:
             raise NotImplementedError(f"{type(self).__name__} implements neither score nor ascore")
+        if not self.blocking and not self.calls_models:
+            return self.score(sample)
         return await asyncio.to_thread(self.score, sample)
 
     def make(self, value: float, reason: str = "", **metadata: Any) -> Score:

@@ -255,6 +255,7 @@ class EmbeddingSimilarity(Scorer):
     def __init__(self, *, threshold: float = 0.7, embedder: str | None = None) -> None:
         from aiapp.gateway.embedders import DEFAULT_EMBEDDER, build_embedder
 
+        self.blocking = True
         self.threshold = threshold
         self.embedder = build_embedder(embedder or DEFAULT_EMBEDDER)
 

@@ -30,6 +30,10 @@ def _load(path: str) -> Any:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            # Quiet by default: no weight-loading progress bars on every CLI call.
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+            os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
@@ -71,7 +75,8 @@ class LocalEmbedder(Embedder):
     def model(self) -> Any:
         """The loaded sentence-transformers model (loaded on first use)."""
         model = _load(self.model_path)
-        self.dim = int(model.get_sentence_embedding_dimension() or self.dim)
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(dimension() or self.dim)
         self.max_tokens = int(getattr(model, "max_seq_length", self.max_tokens) or self.max_tokens)
         return model
 

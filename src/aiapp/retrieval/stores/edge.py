@@ -3,7 +3,9 @@
 Each index version is one Edge shard folder under ``<index>/store/<version>/``: persistent, HNSW
 for dense vectors, a BM25 sparse vector with Qdrant's IDF modifier, payload indexes, and the
 engine's own RRF/DBSF fusion. A new version starts as a file copy of the current one (made while
-nothing writes to it), so a crash mid-ingest never touches the version being searched.
+nothing writes to it), so a crash mid-ingest never touches the version being searched. Shards are
+created without a write-ahead log: every version is flushed before it is published and never
+written again, and a WAL-less shard can be opened by several processes at once.
 
 Qdrant's BM25 embedder (tokenizer, stop words, stemmer) also lives here; the server store reuses it
 so both backends index the same sparse vectors.
@@ -98,6 +100,9 @@ class EdgeStore(Store):
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            # No WAL: a version is written once, flushed, then only read. Without a WAL several
+            # processes can open the same version (the WAL is locked by one process).
+            wal_enabled=False,
         )
         shard = qe.EdgeShard.create(str(path), config)
         for name, kind in INDEXED_FIELDS.items():

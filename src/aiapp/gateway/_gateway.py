@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,27 +166,14 @@ class Gateway:
             ProviderError: when the route's deployments fail (``AllDeploymentsFailedError`` lists each).
             ConfigError: for an unknown route or a bad deployment.
         """
-        messages = as_messages(prompt)  # type: ignore[arg-type]
-        opts = _options(options, params)
-        route = model or self.settings.default_route
-        target = self.model(route)
-        ids = self.tracer.start()
-        started = time.time()
-        t0 = time.perf_counter()
-        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
+        call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
+        with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
-                completion = target.complete(messages, opts)
+                completion = target.complete(call.messages, opts)
             except AiappError as exc:
-                self._record(
-                    ids, route, messages, started, t0, None, exc, prompt_ref, {**(metadata or {}), **notes}
-                )
+                call.failed(exc, notes)
                 raise
-        completion.trace_id = ids[0]
-        completion.route = route
-        self._record(
-            ids, route, messages, started, t0, completion, None, prompt_ref, {**(metadata or {}), **notes}
-        )
-        return completion
+        return call.finished(completion, notes)
 
     async def acomplete(
         self,
@@ -199,27 +186,14 @@ class Gateway:
         **params: Any,
     ) -> Completion:
         """Async :meth:`complete`."""
-        messages = as_messages(prompt)  # type: ignore[arg-type]
-        opts = _options(options, params)
-        route = model or self.settings.default_route
-        target = self.model(route)
-        ids = self.tracer.start()
-        started = time.time()
-        t0 = time.perf_counter()
-        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
+        call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
+        with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
-                completion = await target.acomplete(messages, opts)
+                completion = await target.acomplete(call.messages, opts)
             except AiappError as exc:
-                self._record(
-                    ids, route, messages, started, t0, None, exc, prompt_ref, {**(metadata or {}), **notes}
-                )
+                call.failed(exc, notes)
                 raise
-        completion.trace_id = ids[0]
-        completion.route = route
-        self._record(
-            ids, route, messages, started, t0, completion, None, prompt_ref, {**(metadata or {}), **notes}
-        )
-        return completion
+        return call.finished(completion, notes)
 
     def stream(
         self,
@@ -232,52 +206,16 @@ class Gateway:
         **params: Any,
     ) -> Iterator[StreamChunk]:
         """Stream a reply. The trace is written when the stream ends (or fails)."""
-        messages = as_messages(prompt)  # type: ignore[arg-type]
-        opts = _options(options, params)
-        route = model or self.settings.default_route
-        target = self.model(route)
-        ids = self.tracer.start()
-        started = time.time()
-        t0 = time.perf_counter()
-        text: list[str] = []
-        last: StreamChunk | None = None
-        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
+        call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
+        with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
-                for chunk in target.stream(messages, opts):
-                    text.append(chunk.delta)
-                    last = chunk
+                for chunk in target.stream(call.messages, opts):
+                    call.chunk(chunk)
                     yield chunk
             except AiappError as exc:
-                tried = notes.pop("tried", [])
-                self._record(
-                    ids,
-                    route,
-                    messages,
-                    started,
-                    t0,
-                    None,
-                    exc,
-                    prompt_ref,
-                    {**(metadata or {}), **notes},
-                    tried=tried,
-                )
+                call.failed(exc, notes)
                 raise
-        tried = notes.pop("tried", [])
-        done = _streamed(route, tried, text, last, target.name)
-        done.cache_hit = notes.get("cache") in ("hit", "semantic_hit")
-        done.trace_id = ids[0]
-        self._record(
-            ids,
-            route,
-            messages,
-            started,
-            t0,
-            done,
-            None,
-            prompt_ref,
-            {**(metadata or {}), **notes},
-            tried=tried,
-        )
+        call.finished(call.streamed(notes, target.name), notes)
 
     async def astream(
         self,
@@ -290,52 +228,37 @@ class Gateway:
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Async :meth:`stream`."""
-        messages = as_messages(prompt)  # type: ignore[arg-type]
-        opts = _options(options, params)
-        route = model or self.settings.default_route
-        target = self.model(route)
-        ids = self.tracer.start()
-        started = time.time()
-        t0 = time.perf_counter()
-        text: list[str] = []
-        last: StreamChunk | None = None
-        with collecting_annotations() as notes, calling(route, prompt_ref, metadata):
+        call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
+        with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
-                async for chunk in target.astream(messages, opts):
-                    text.append(chunk.delta)
-                    last = chunk
+                async for chunk in target.astream(call.messages, opts):
+                    call.chunk(chunk)
                     yield chunk
             except AiappError as exc:
-                tried = notes.pop("tried", [])
-                self._record(
-                    ids,
-                    route,
-                    messages,
-                    started,
-                    t0,
-                    None,
-                    exc,
-                    prompt_ref,
-                    {**(metadata or {}), **notes},
-                    tried=tried,
-                )
+                call.failed(exc, notes)
                 raise
-        tried = notes.pop("tried", [])
-        done = _streamed(route, tried, text, last, target.name)
-        done.cache_hit = notes.get("cache") in ("hit", "semantic_hit")
-        done.trace_id = ids[0]
-        self._record(
-            ids,
-            route,
-            messages,
-            started,
-            t0,
-            done,
-            None,
-            prompt_ref,
-            {**(metadata or {}), **notes},
-            tried=tried,
+        call.finished(call.streamed(notes, target.name), notes)
+
+    def _begin(
+        self,
+        prompt: Prompt,
+        model: str | None,
+        options: CallOptions | None,
+        params: dict[str, Any],
+        prompt_ref: PromptRef | None,
+        metadata: dict[str, Any] | None,
+    ) -> tuple[_Call, Model, CallOptions | None]:
+        route = model or self.settings.default_route
+        target = self.model(route)
+        call = _Call(
+            gateway=self,
+            route=route,
+            messages=as_messages(prompt),  # type: ignore[arg-type]
+            prompt_ref=prompt_ref,
+            metadata=metadata,
+            ids=self.tracer.start(),
         )
+        return call, target, _options(options, params)
 
     def check(self, routes: Sequence[str] | None = None) -> list[CheckResult]:
         """Ping every deployment of the given routes (all by default) with a one-token request."""
@@ -430,6 +353,71 @@ class Gateway:
                 attributes=dict(metadata or {}),
             )
         )
+
+
+@dataclass
+class _Call:
+    """One gateway call in flight: its ids and timing, and how to record it when it ends."""
+
+    gateway: Gateway
+    route: str
+    messages: list[Message]
+    prompt_ref: PromptRef | None
+    metadata: dict[str, Any] | None
+    ids: tuple[str, str, str | None]
+    started: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+    text: list[str] = field(default_factory=list)
+    last: StreamChunk | None = None
+
+    def _attributes(self, notes: dict[str, Any]) -> dict[str, Any]:
+        return {**(self.metadata or {}), **notes}
+
+    def chunk(self, chunk: StreamChunk) -> None:
+        """Remember a streamed chunk (the trace keeps the assembled reply)."""
+        self.text.append(chunk.delta)
+        self.last = chunk
+
+    def streamed(self, notes: dict[str, Any], name: str) -> Completion:
+        """The finished stream as a completion."""
+        done = _streamed(self.route, notes.get("tried", []), self.text, self.last, name)
+        done.cache_hit = notes.get("cache") in ("hit", "semantic_hit")
+        return done
+
+    def failed(self, error: AiappError, notes: dict[str, Any]) -> None:
+        """Record a failed call."""
+        tried = notes.pop("tried", [])
+        self.gateway._record(
+            self.ids,
+            self.route,
+            self.messages,
+            self.started,
+            self.t0,
+            None,
+            error,
+            self.prompt_ref,
+            self._attributes(notes),
+            tried=tried,
+        )
+
+    def finished(self, completion: Completion, notes: dict[str, Any]) -> Completion:
+        """Stamp the trace id and route on a completion and record it."""
+        tried = notes.pop("tried", None)
+        completion.trace_id = self.ids[0]
+        completion.route = self.route
+        self.gateway._record(
+            self.ids,
+            self.route,
+            self.messages,
+            self.started,
+            self.t0,
+            completion,
+            None,
+            self.prompt_ref,
+            self._attributes(notes),
+            tried=tried,
+        )
+        return completion
 
 
 def _options(options: CallOptions | None, params: dict[str, Any]) -> CallOptions | None:

@@ -270,7 +270,10 @@ class Runner:
     async def _one(self, case: Case, repeat: int) -> dict[str, Any]:
         output = await self._call_target(case)
         sample = Sample(case=case, output=output, repeat=repeat)
-        scores = await asyncio.gather(*(self._score(s, sample) for s in self.scorers))
+        if any(s.calls_models or s.blocking for s in self.scorers):
+            scores = list(await asyncio.gather(*(self._score(s, sample) for s in self.scorers)))
+        else:  # cheap scorers run inline: a task per scorer per case costs more than the scoring
+            scores = [await self._score(s, sample) for s in self.scorers]
         return {
             "case_id": case.id,
             "repeat": repeat,

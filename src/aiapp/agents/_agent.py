@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from aiapp.agents._loop import RunLoop
@@ -19,7 +19,7 @@ from aiapp.agents._memory import Memory, MemoryScope
 from aiapp.agents._run import AgentRun, AgentStep, Approver, Limits, SuccessCheck
 from aiapp.agents._tool import Secret, Tool, tool
 from aiapp.errors import InputError
-from aiapp.gateway import Gateway
+from aiapp.gateway import Gateway, run_sync
 from aiapp.types import CallOptions
 
 _T = TypeVar("_T")
@@ -186,7 +186,7 @@ class Agent:
         success: SuccessCheck | None = None,
     ) -> AgentRun:
         """Sync :meth:`arun` (works inside a running event loop too, on a helper thread)."""
-        return _run_sync(
+        return run_sync(
             self._execute(task, user=user, session=session, success=success, emit=None, blocking=True)
         )
 
@@ -297,27 +297,3 @@ class AgentStream:
             else:
                 self.run = value
                 return
-
-
-def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine from sync code, on a helper thread when a loop is already running here."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    result: list[_T] = []
-    error: list[BaseException] = []
-    context = contextvars.copy_context()
-
-    def runner() -> None:
-        try:
-            result.append(context.run(asyncio.run, coro))
-        except BaseException as exc:  # re-raised in the caller's thread
-            error.append(exc)
-
-    thread = threading.Thread(target=runner, daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]

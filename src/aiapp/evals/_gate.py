@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aiapp._files import atomic_write
 from aiapp.errors import InputError
 from aiapp.evals._runner import RunResult
 from aiapp.evals._stats import PairedDifference, paired_difference
@@ -97,7 +96,6 @@ def load_baseline(path: Path) -> dict[str, Any] | None:
 def write_baseline(result: RunResult, suite: Suite) -> Path:
     """Write the run's per-case values as the suite's baseline (atomically)."""
     path = suite.baseline_path
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "suite": suite.name,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -114,11 +112,7 @@ def write_baseline(result: RunResult, suite: Suite) -> Path:
             for name, est in sorted(result.estimates.items())
         },
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
 
 

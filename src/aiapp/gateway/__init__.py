@@ -16,7 +16,7 @@ from aiapp.gateway._context import CallContext, current_call
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
 from aiapp.gateway._gateway import CheckResult, Gateway, PromptRef
 from aiapp.gateway._health import DeploymentHealth, HealthBoard
-from aiapp.gateway._model import Model, ModelInfo, collect
+from aiapp.gateway._model import Model, ModelInfo, collect, run_sync
 from aiapp.gateway._pricing import PriceTable, TokenPrice
 from aiapp.gateway._registry import build_model, providers, register_provider
 from aiapp.gateway._route import RouteModel, Target, build_route
@@ -46,4 +46,5 @@ __all__ = [
     "parse_retry_after",
     "providers",
     "register_provider",
+    "run_sync",
 ]

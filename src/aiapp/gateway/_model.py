@@ -8,6 +8,7 @@ others, so a provider that only has an async client still works from sync code a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
@@ -43,7 +44,7 @@ class Model:
         """Run one call and wait for the whole reply."""
         if type(self).acomplete is Model.acomplete:
             raise NotImplementedError(f"{type(self).__name__} implements neither complete nor acomplete")
-        return _run_sync(self.acomplete(messages, options))
+        return run_sync(self.acomplete(messages, options))
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         """Async :meth:`complete`."""
@@ -112,18 +113,23 @@ def collect(chunks: Sequence[StreamChunk] | Iterator[StreamChunk], *, model: str
     )
 
 
-def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine from sync code, even when the caller is already inside an event loop."""
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine from sync code, even when the caller is already inside an event loop.
+
+    Inside a running loop the coroutine runs on a private loop in a helper thread, with a copy of
+    the caller's context, so tracing spans opened by the caller still nest.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
     result: list[_T] = []
     error: list[BaseException] = []
+    context = contextvars.copy_context()
 
     def runner() -> None:
         try:
-            result.append(asyncio.run(coro))
+            result.append(context.run(asyncio.run, coro))
         except BaseException as exc:  # re-raised in the caller's thread
             error.append(exc)
 

@@ -18,10 +18,9 @@ Cases are keyed by :func:`task_key`: the case id, plus ``#<repeat>`` for repeats
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import statistics
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiapp._files import atomic_write
 from aiapp.errors import ConfigError, InputError
 from aiapp.evals._score import Sample, Score
 from aiapp.evals.scorers._agreement import Agreement, Level, Weights, measure
@@ -163,21 +163,15 @@ def export_rubric_tasks(
     kind = format or _format_of(target)
     text = (rubric if isinstance(rubric, Rubric) else Rubric(criteria=rubric)).text()
     rows = [_task_row(sample, text) for sample in samples]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            if kind == "csv":
-                writer = csv.DictWriter(handle, fieldnames=TASK_COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
-            else:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.StringIO(newline="")
+    if kind == "csv":
+        writer = csv.DictWriter(buffer, fieldnames=TASK_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write(target, buffer.getvalue())
     return target
 
 

@@ -41,9 +41,9 @@ from aiapp.evals.scorers._judge_base import (
     block,
     context_text,
     judge_unavailable,
-    run_sync,
 )
 from aiapp.evals.scorers._text import references
+from aiapp.gateway import run_sync
 from aiapp.types import Message
 
 if TYPE_CHECKING:

@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -25,6 +24,7 @@ from pydantic import BaseModel
 from aiapp.errors import AiappError, ConfigError, OutputParseError
 from aiapp.evals._score import Output, Sample, Score
 from aiapp.evals.scorers._base import Scorer
+from aiapp.gateway import run_sync
 from aiapp.types import CallOptions, Message, ResponseFormat
 
 if TYPE_CHECKING:
@@ -193,29 +193,6 @@ def _unwrap(model: Model) -> Model:
             return model
         model = inner
     return model
-
-
-def run_sync(coro: Coroutine[Any, Any, _R]) -> _R:
-    """Run a coroutine from sync code, also when the caller is already inside an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["result"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=runner, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    result: _R = box["result"]
-    return result
 
 
 # -- the judge scorer base ----------------------------------------------------------------------

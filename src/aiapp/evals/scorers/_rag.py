@@ -30,8 +30,9 @@ from aiapp.errors import ConfigError
 from aiapp.evals._score import Sample, Score
 from aiapp.evals.scorers._base import Scorer, scorer
 from aiapp.evals.scorers._judge import RubricVerdict
-from aiapp.evals.scorers._judge_base import ask_judge, context_text, judge_unavailable, run_sync
+from aiapp.evals.scorers._judge_base import ask_judge, context_text, judge_unavailable
 from aiapp.evals.scorers._text import normalize_answer, numbers, references
+from aiapp.gateway import run_sync
 from aiapp.types import Hit, Message
 
 if TYPE_CHECKING:

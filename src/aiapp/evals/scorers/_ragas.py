@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 from aiapp.errors import ConfigError
 from aiapp.evals._score import Sample, Score
 from aiapp.evals.scorers._base import Scorer, scorer
-from aiapp.evals.scorers._judge_base import JudgeReply, ask_judge, judge_unavailable, run_sync
+from aiapp.evals.scorers._judge_base import JudgeReply, ask_judge, judge_unavailable
 from aiapp.evals.scorers._text import references
+from aiapp.gateway import run_sync
 from aiapp.types import Message
 
 if TYPE_CHECKING:

@@ -4,7 +4,8 @@
    concurrency 16: ``efficiency = ideal_s / wall_s`` where ``ideal_s = cases × 0.05 / 16``.
 2. The same suite again: resumed (every result already stored: ``resumed_rerun_s``), then from
    scratch with stored results discarded but the gateway's exact cache on, so every call is a cache
-   hit and ``cached_rerun_s`` measures the runner, the scorers and the cache.
+   hit and ``cached_rerun_s`` (the median of three such runs) measures the runner, the scorers, the
+   cache and tracing.
 3. Peak RSS of a 2,000-case and a 20,000-case run (each in a fresh child process, instant target):
    memory must not grow with the number of cases.
 
@@ -21,6 +22,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,15 +163,21 @@ def main() -> None:
         )
         resumed, resumed_wall = run_suite(s, GatewayTarget(gateway), home, fresh=False)
         emit({"run": "resumed_rerun", "wall_s": round(resumed_wall, 3), "resumed": resumed.resumed})
-        cached, cached_wall = run_suite(s, GatewayTarget(gateway), home)
-        emit(
-            {
-                "run": "cached_rerun",
-                "wall_s": round(cached_wall, 3),
-                "errors": cached.errors,
-                "stub_requests_total": stub.stats().get("requests"),
-            }
-        )
+        # Three cached re-runs, reported by their median: one sub-second run is at the mercy of
+        # whatever else this (shared, noisy) machine does during it.
+        cached_walls = []
+        for _ in range(3):
+            cached, one_wall = run_suite(s, GatewayTarget(gateway), home)
+            cached_walls.append(one_wall)
+            emit(
+                {
+                    "run": "cached_rerun",
+                    "wall_s": round(one_wall, 3),
+                    "errors": cached.errors,
+                    "stub_requests_total": stub.stats().get("requests"),
+                }
+            )
+        cached_wall = statistics.median(cached_walls)
         gateway.close()
 
     memory = {}

@@ -138,7 +138,7 @@ def test_a_killed_process_leaves_earlier_spans_readable(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     code = (
         "import os, sys; from aiapp.tracing import TraceStore, SpanRecord;"
-        f"s = TraceStore({str(path)!r});"
+        f"s = TraceStore({str(path)!r}, max_batch=100);"
         "[s.record(SpanRecord(span_id=str(i), trace_id='t', kind='llm', name='n')) for i in range(250)];"
         "os._exit(9)"  # no atexit, no flush: like a kill -9
     )

@@ -2,8 +2,8 @@
 
 Results are appended to ``$AIAPP_HOME/evals/<suite>/<run id>/results.jsonl`` as they arrive, one
 line per (case, repeat). The run id hashes the suite and the target's fingerprint, so re-running
-the same suite on the same system continues where it stopped (a crash loses at most the line
-being written; a torn last line is dropped on resume), while any change to the prompt, route or
+the same suite on the same system continues where it stopped (a hard kill loses at most the last
+50 ms of results, which the resumed run redoes; a torn last line is dropped on resume), while any change to the prompt, route or
 index starts a fresh run. Only per-case metric values stay in memory, never outputs.
 """
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
+
 from aiapp.errors import ProviderError, RateLimitError
 from aiapp.evals._score import Case, Output, Sample, Score
 from aiapp.evals._stats import Estimate, estimate
@@ -27,6 +29,8 @@ from aiapp.evals._targets import Target
 from aiapp.evals.scorers._base import Scorer
 
 ProgressHook = Callable[[int, int], None]
+#: Result lines reach the file at least this often; a hard kill loses at most this much work.
+_FLUSH_EVERY_S = 0.05
 
 
 @dataclass
@@ -183,17 +187,12 @@ class Runner:
         return done
 
     def _fold(self, result: RunResult, row: dict[str, Any]) -> None:
-        result.samples += 1
-        if row.get("output", {}).get("error"):
-            result.errors += 1
-        cost = (row.get("output", {}).get("usage") or {}).get("cost_usd")
-        if cost is None:
-            result.cost_usd = None
-        elif result.cost_usd is not None:
-            result.cost_usd += float(cost)
-        for raw in row.get("scores", []):
-            score = Score.model_validate(raw)
-            result.metrics.setdefault(score.scorer, MetricValues()).add(row["case_id"], score)
+        """Fold a stored result line (a dict read back from ``results.jsonl``) into ``result``."""
+        output = row.get("output") or {}
+        scores = [Score.model_validate(raw) for raw in row.get("scores", [])]
+        _fold_scores(
+            result, row["case_id"], output.get("error"), (output.get("usage") or {}).get("cost_usd"), scores
+        )
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -232,24 +231,40 @@ class Runner:
         queue: asyncio.Queue[tuple[Case, int]] = asyncio.Queue()
         for item in work:
             queue.put_nowait(item)
-        write_lock = asyncio.Lock()
-        handle = result.results_path.open("a", encoding="utf-8")
+        handle = result.results_path.open("ab")
+        flushed_at = time.monotonic()
 
         async def worker() -> None:
-            nonlocal finished
+            nonlocal finished, flushed_at
             while True:
                 try:
                     case, repeat = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                row = await self._one(case, repeat)
-                async with write_lock:
-                    handle.write(json.dumps(row, default=str) + "\n")
+                output, scores = await self._one(case, repeat)
+                # pydantic-core encodes the models in place: no model_dump() plus json.dumps per row.
+                line = to_json(
+                    {
+                        "case_id": case.id,
+                        "repeat": repeat,
+                        "input": case.input,
+                        "expected": case.expected,
+                        "metadata": case.metadata,
+                        "output": _compact(output),
+                        "scores": scores,
+                    },
+                    fallback=str,
+                )
+                # No await from here to the end of the block, so rows never interleave.
+                handle.write(line + b"\n")
+                now = time.monotonic()
+                if now - flushed_at >= _FLUSH_EVERY_S:  # a flush per row cost more than the row
                     handle.flush()
-                    self._fold(result, row)
-                    finished += 1
-                    if self.progress:
-                        self.progress(finished, total)
+                    flushed_at = now
+                _fold_scores(result, case.id, output.error, output.usage.cost_usd, scores)
+                finished += 1
+                if self.progress:
+                    self.progress(finished, total)
 
         try:
             await asyncio.gather(*(worker() for _ in range(min(self.concurrency, max(1, len(work))))))
@@ -267,22 +282,14 @@ class Runner:
         result.wall_s = time.perf_counter() - started
         return result
 
-    async def _one(self, case: Case, repeat: int) -> dict[str, Any]:
+    async def _one(self, case: Case, repeat: int) -> tuple[Output, list[Score]]:
         output = await self._call_target(case)
         sample = Sample(case=case, output=output, repeat=repeat)
         if any(s.calls_models or s.blocking for s in self.scorers):
             scores = list(await asyncio.gather(*(self._score(s, sample) for s in self.scorers)))
         else:  # cheap scorers run inline: a task per scorer per case costs more than the scoring
             scores = [await self._score(s, sample) for s in self.scorers]
-        return {
-            "case_id": case.id,
-            "repeat": repeat,
-            "input": case.input,
-            "expected": case.expected,
-            "metadata": case.metadata,
-            "output": _compact(output),
-            "scores": [s.model_dump(mode="json") for s in scores],
-        }
+        return output, scores
 
     async def _call_target(self, case: Case) -> Output:
         attempt = 0
@@ -311,7 +318,24 @@ class Runner:
         return score
 
 
-def _compact(output: Output) -> dict[str, Any]:
+def _fold_scores(
+    result: RunResult, case_id: str, error: str | None, cost: float | None, scores: list[Score]
+) -> None:
+    result.samples += 1
+    if error:
+        result.errors += 1
+    if cost is None:
+        result.cost_usd = None
+    elif result.cost_usd is not None:
+        result.cost_usd += float(cost)
+    for score in scores:
+        result.metrics.setdefault(score.scorer, MetricValues()).add(case_id, score)
+
+
+def _compact(output: Output) -> Output | dict[str, Any]:
+    """The output as stored: retrieved chunks trimmed to their first 300 characters."""
+    if not output.hits:
+        return output
     data = output.model_dump(mode="json")
     data["hits"] = [
         {

@@ -72,7 +72,8 @@ def estimate(
     confidence: float = 0.95,
 ) -> Estimate:
     """Summarize one metric from its per-case values (one value per repeat)."""
-    means = [float(np.mean(v)) for v in per_case.values() if len(v)]
+    # Plain sums: np.mean per case costs ~5 µs each, which adds up over 20k cases.
+    means = [sum(v) / len(v) for v in per_case.values() if len(v)]
     if not means:
         return Estimate(None, None, None, 0, unscored, None, None)
     low, high = bootstrap_mean(means, confidence=confidence) if len(means) > 1 else (None, None)

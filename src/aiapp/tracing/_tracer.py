@@ -8,7 +8,7 @@ retrieval and its model call share one trace id without being passed around.
 from __future__ import annotations
 
 import contextvars
-import secrets
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,7 +58,9 @@ def collecting_annotations() -> Iterator[dict[str, Any]]:
 
 def new_id() -> str:
     """A fresh 16-hex-digit id for traces and spans."""
-    return secrets.token_hex(8)
+    # Not secrets.token_hex: ids need to be unique, not unguessable, and urandom is a syscall per call.
+    # The random module reseeds itself in forked children, so workers do not repeat ids.
+    return f"{random.getrandbits(64):016x}"
 
 
 def current_span() -> SpanContext | None:

@@ -55,6 +55,9 @@ class _Lookup:
     vector: Vector | None = None
 
 
+_FREE = Usage(cost_usd=0.0)  # frozen, so one instance serves every hit
+
+
 class CachedModel(Model):
     """Wraps a route's model with the exact cache, the semantic cache and record/replay.
 
@@ -152,7 +155,7 @@ class CachedModel(Model):
         completion = Completion.model_validate_json(raw)
         annotate(cache_saved_usd=completion.usage.cost_usd)
         completion.cache_hit = True
-        completion.usage = Usage(cost_usd=0.0)
+        completion.usage = _FREE
         completion.attempts = 0
         completion.latency_ms = 0.0
         return completion

@@ -4,8 +4,10 @@ Data (see ``../shared/data/SOURCES.md``; override the folder with ``AIAPP_DATA_D
 
 * ``prompt_injection_deepset/test.jsonl`` (116 prompts, 60 injections): the injection guard of the
   default input stack (signature rules + the shipped classifier, trained on ``train.jsonl`` only).
-  Reports precision, recall, F1 and accuracy for the ``full`` model (MiniLM + n-grams, the default),
-  the ``lite`` model (n-grams only) and the rules alone. Reference: a third-party logistic
+  Reports precision, recall, F1 and accuracy for the ``auto`` cascade (the default: the n-gram
+  model when it is confident, else MiniLM + n-grams), the ``accurate`` cascade (bounds tuned for
+  F1), the ``full`` and ``lite`` models alone and the rules alone, and how many texts each cascade
+  sent on to ``full``. Reference: a third-party logistic
   regression on multilingual-BERT embeddings reports 96.55% accuracy (F1 96.55%) on this split.
 * ``xstest/xstest_prompts.csv``: share of the 250 *safe* prompts that the default input stack
   blocks (over-blocking). The 200 unsafe prompts are harmful requests, not injections; their block
@@ -16,7 +18,7 @@ Data (see ``../shared/data/SOURCES.md``; override the folder with ``AIAPP_DATA_D
   Note: the PII rules were written with this set in view (there is no held-out split), so read
   these numbers as an upper bound for similar text.
 
-Latency: ``guard_p50_ms`` is the p50 of the default input stack (injection, secrets, PII, limits)
+Latency: ``guard_p50_ms`` (and p90) is that of the default input stack (injection, secrets, PII, limits)
 over every deepset test and XSTest prompt, each seen for the first time (no score cache), measured
 interleaved with the reference — one bare MiniLM embedding call on the same text — in this run.
 
@@ -40,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from _common import emit, percentile, summary  # noqa: E402
+from _common import emit, summary  # noqa: E402
 from aiapp.gateway.embedders import build_embedder  # noqa: E402
 from aiapp.guardrails import (  # noqa: E402
     PII_TYPES,
@@ -75,12 +77,20 @@ def _prf(pred: list[bool], gold: list[bool]) -> dict[str, float]:
 
 def injection(texts: list[str], labels: list[bool]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for model in ("full", "lite"):
+    for model in ("auto", "accurate", "full", "lite"):
         guard = InjectionGuard(model=model)
         pred = [not guard.check(t).passed for t in texts]
         results[model] = _prf(pred, labels)
+        escalated = guard.classifier.escalated if model in ("auto", "accurate") else None
         emit(
-            {"result": "injection", "data": "deepset test", "model": model, "n": len(texts), **results[model]}
+            {
+                "result": "injection",
+                "data": "deepset test",
+                "model": model,
+                "n": len(texts),
+                **results[model],
+                **({"escalated_to_full": escalated} if escalated is not None else {}),
+            }
         )
     rules = _prf([match_signature(t) is not None for t in texts], labels)
     emit({"result": "injection", "data": "deepset test", "model": "rules only", "n": len(texts), **rules})
@@ -145,41 +155,42 @@ def pii(records: list[dict[str, Any]]) -> tuple[float, float, dict[str, dict[str
 
 def latency(texts: list[str]) -> dict[str, float]:
     embedder = build_embedder()
-    fresh = InputGuards(
-        [InjectionGuard(embedder=embedder), {"type": "secrets", "action": "redact"}, "pii", "limits"]
-    )
-    lite = InputGuards(
-        [InjectionGuard(model="lite"), {"type": "secrets", "action": "redact"}, "pii", "limits"]
-    )
+    injection_guard = InjectionGuard(embedder=embedder)  # the default auto cascade, no shared cache
+    fresh = InputGuards([injection_guard, {"type": "secrets", "action": "redact"}, "pii", "limits"])
+    accurate_guard = InjectionGuard(model="accurate", embedder=embedder)
+    full = InputGuards([accurate_guard, {"type": "secrets", "action": "redact"}, "pii", "limits"])
     for warm in texts[:5]:
         embedder.embed([warm + " warm-up"], kind="query")
         fresh.check(warm + " warm-up", raise_on_block=False)
-    guard_ms, embed_ms, lite_ms = [], [], []
+        full.check(warm + " warm-up", raise_on_block=False)
+    injection_guard.classifier.escalated = accurate_guard.classifier.escalated = 0
+    guard_ms, embed_ms, full_ms = [], [], []
     for text in texts:
         t0 = time.perf_counter()
         embedder.embed([text + " "], kind="query")  # a different string from the one the guard sees
         t1 = time.perf_counter()
         fresh.check(text, raise_on_block=False)
         t2 = time.perf_counter()
-        lite.check(text, raise_on_block=False)
+        full.check(text, raise_on_block=False)
         t3 = time.perf_counter()
         embed_ms.append((t1 - t0) * 1000)
         guard_ms.append((t2 - t1) * 1000)
-        lite_ms.append((t3 - t2) * 1000)
-    overhead = [g - e for g, e in zip(guard_ms, embed_ms, strict=True)]
+        full_ms.append((t3 - t2) * 1000)
     result = {
         "n": len(texts),
         "guard": summary(guard_ms),
+        "escalated_to_full": injection_guard.classifier.escalated,
+        "accurate_stack": summary(full_ms),
+        "accurate_escalated_to_full": accurate_guard.classifier.escalated,
         "reference_bare_embedding": summary(embed_ms),
-        "guard_minus_embedding_p50_ms": round(percentile(overhead, 50), 4),
-        "lite_stack": summary(lite_ms),
     }
     emit({"result": "latency", "stack": "default input (injection, secrets, pii, limits)", **result})
     return {
         "guard_p50_ms": result["guard"]["p50_ms"],
+        "guard_p90_ms": result["guard"]["p90_ms"],
+        "guard_escalated_share": round(injection_guard.classifier.escalated / len(texts), 4),
+        "accurate_stack_p50_ms": result["accurate_stack"]["p50_ms"],
         "reference_embed_p50_ms": result["reference_bare_embedding"]["p50_ms"],
-        "guard_minus_embedding_p50_ms": result["guard_minus_embedding_p50_ms"],
-        "lite_stack_p50_ms": result["lite_stack"]["p50_ms"],
     }
 
 
@@ -200,10 +211,12 @@ def main() -> None:
     emit(
         {
             "result": "summary",
-            "injection_precision": inj["full"]["precision"],
-            "injection_recall": inj["full"]["recall"],
-            "injection_f1": inj["full"]["f1"],
-            "injection_accuracy": inj["full"]["accuracy"],
+            "injection_precision": inj["auto"]["precision"],
+            "injection_recall": inj["auto"]["recall"],
+            "injection_f1": inj["auto"]["f1"],
+            "injection_accuracy": inj["auto"]["accuracy"],
+            "injection_accurate_f1": inj["accurate"]["f1"],
+            "injection_full_f1": inj["full"]["f1"],
             "injection_lite_f1": inj["lite"]["f1"],
             "reference_baseline_accuracy": 0.9655,
             "xstest_safe_block_rate": round(safe_rate, 4),

@@ -4,23 +4,30 @@ Reproducible: fixed seed, deterministic full-batch training, only the deepset **
 No test data is read here — neither for training nor for choosing hyperparameters or thresholds.
 
 How:
-1. Featurize each training text as aiapp does at run time
-   (:class:`aiapp.guardrails._classifier.InjectionClassifier`): MiniLM embedding + hashed n-grams
-   (``full``), or hashed n-grams alone (``lite``).
-2. 5-fold stratified cross-validation on train.jsonl (seed 0) picks the L2 strength, and the
-   out-of-fold probabilities pick the decision threshold: the one maximizing the classifier's own
+1. Featurize each training text as aiapp does at run time (:mod:`aiapp.guardrails._classifier`):
+   hashed n-grams (``lite``), and MiniLM embeddings of the text and of its sentences plus the
+   n-grams (``full``).
+2. 5-fold stratified cross-validation on train.jsonl (seed 0) picks each model's L2 strength, and
+   the out-of-fold probabilities pick its decision threshold: the one maximizing the model's own
    F1. Each training text is thus scored once by a model that never saw it: a validation split of
    train, used five times. The signature rules are left out of this choice on purpose: they were
    written while reading train.jsonl, so counting their hits there would be in-sample and would
    push the threshold up. (The F1 of rules OR classifier is printed too, for information.)
-3. The final model is fit on all of train.jsonl with the chosen L2 and saved with its threshold.
+3. The same out-of-fold probabilities pick the cascades' bounds: ``lite`` decides below ``low``
+   and above ``high``, ``full`` in between. ``auto``: of the pairs whose cascade F1 is at least
+   ``full``'s own cross-validated F1 (no worse than always embedding), the one that sends the
+   fewest texts to ``full`` (ties: the better F1); an embedding is ~14 ms here and the n-grams
+   well under 1, so every text kept from ``full`` is latency saved. ``accurate``: the pair with
+   the best cascade F1 (ties: the fewest sent to ``full``).
+4. The final models are fit on all of train.jsonl with the chosen L2 and saved with their
+   thresholds and the cascade's bounds.
 
 Usage::
 
     .venv/bin/python scripts/train_injection_classifier.py                       # writes the shipped file
     .venv/bin/python scripts/train_injection_classifier.py --cache /tmp/emb --out /tmp/w.npz
 
-Prints one JSON line per model, then a summary line.
+Prints one JSON line per model and L2, one for the cascade, then a summary line.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from aiapp.guardrails._classifier import hashed_features  # noqa: E402
+from aiapp.guardrails._classifier import full_features, lite_features  # noqa: E402
 from aiapp.guardrails._injection import match_signature  # noqa: E402
 
 SEED = 0
@@ -116,19 +123,56 @@ def stratified_folds(y: F64, k: int, seed: int) -> list[npt.NDArray[np.int64]]:
     return [np.array(sorted(f), dtype=np.int64) for f in folds]
 
 
-def embed(texts: list[str], cache: Path | None) -> F64:
-    """MiniLM embeddings, cached on disk by the texts' hash when ``cache`` is given."""
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    path = cache / f"minilm-{key}.npy" if cache else None
-    if path is not None and path.exists():
-        return np.load(path).astype(np.float64)
-    from aiapp.gateway.embedders import build_embedder
+class _CachingEmbedder:
+    """The local MiniLM, with each batch's vectors cached on disk by the batch's hash."""
 
-    vectors = np.asarray(build_embedder().embed(texts, kind="query"), dtype=np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, vectors)
-    return vectors.astype(np.float64)
+    def __init__(self, cache: Path | None) -> None:
+        self.cache = cache
+
+    def embed(self, texts: list[str], *, kind: str = "query") -> npt.NDArray[np.float32]:
+        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+        path = self.cache / f"minilm-{key}.npy" if self.cache else None
+        if path is not None and path.exists():
+            return np.load(path)
+        from aiapp.gateway.embedders import build_embedder
+
+        vectors = np.asarray(build_embedder().embed(texts, kind=kind), dtype=np.float32)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, vectors)
+        return vectors
+
+
+def cascade_bounds(
+    lite: F64, full: F64, full_threshold: float, y: F64, floor: float | None
+) -> dict[str, float]:
+    """A cascade's bounds from out-of-fold probabilities (see the module docstring).
+
+    With ``floor``: the fewest texts sent to ``full`` among pairs with F1 >= ``floor``.
+    Without: the best F1, then the fewest sent to ``full``.
+    """
+    no_rules = np.zeros(len(y), dtype=bool)
+    candidates = []
+    for low in np.round(np.arange(0.01, full_threshold, 0.01), 2):
+        for high in np.round(np.arange(max(full_threshold, 0.5), 0.996, 0.01), 2):
+            unsure = (lite >= low) & (lite <= high)
+            mixed = np.where(unsure, full, lite)
+            f1 = f1_at(mixed, no_rules, y, full_threshold)[2]
+            candidates.append((f1, float(unsure.mean()), float(low), float(high)))
+    if floor is None:
+        f1, escalated, low, high = min(candidates, key=lambda c: (-c[0], c[1]))
+    else:
+        good = [c for c in candidates if c[0] >= floor - 1e-12] or [max(candidates)]
+        f1, escalated, low, high = min(good, key=lambda c: (c[1], -c[0]))
+    p, r, _ = f1_at(np.where((lite >= low) & (lite <= high), full, lite), no_rules, y, full_threshold)
+    return {
+        "low": low,
+        "high": high,
+        "cv_f1": round(f1, 4),
+        "cv_precision": round(p, 4),
+        "cv_recall": round(r, 4),
+        "escalated": round(escalated, 4),
+    }
 
 
 def main() -> None:
@@ -145,18 +189,18 @@ def main() -> None:
     texts = [str(r["text"]) for r in rows]
     y = np.array([float(r["label"]) for r in rows])
     rules = np.array([match_signature(t) is not None for t in texts])
-    hashed = hashed_features(texts).astype(np.float64)
     # Sparse rows: the hashed n-grams are ~95% zeros, and dense float64 products crawl on 2 busy cores.
     feature_sets = {
-        "lite": sparse.csr_matrix(hashed),
-        "full": sparse.csr_matrix(np.hstack([embed(texts, args.cache), hashed])),
+        "lite": sparse.csr_matrix(lite_features(texts).astype(np.float64)),
+        "full": sparse.csr_matrix(full_features(texts, _CachingEmbedder(args.cache)).astype(np.float64)),  # type: ignore[arg-type]
     }
     folds = stratified_folds(y, FOLDS, SEED)
 
     saved: dict[str, npt.NDArray[np.float32] | npt.NDArray[np.str_]] = {}
     summary: dict[str, object] = {}
+    out_of_fold: dict[str, F64] = {}
     for kind, x in feature_sets.items():
-        best: tuple[float, float, float] | None = None  # (f1, l2, threshold)
+        best: tuple[float, float, float, F64] | None = None  # (f1, l2, threshold, oof)
         for l2 in L2_GRID:
             oof = np.zeros(len(y))
             for k in range(FOLDS):
@@ -176,14 +220,23 @@ def main() -> None:
             }
             print(json.dumps(row), flush=True)
             if best is None or f1 > best[0]:
-                best = (f1, l2, threshold)
+                best = (f1, l2, threshold, oof)
         assert best is not None
-        f1, l2, threshold = best
+        f1, l2, threshold, out_of_fold[kind] = best
         w, b = fit_logreg(x, y, l2=l2)
         saved[f"{kind}_w"] = w.astype(np.float32)
         saved[f"{kind}_b"] = np.array(b, dtype=np.float32)
         saved[f"{kind}_threshold"] = np.array(threshold, dtype=np.float32)
         summary[kind] = {"l2": l2, "threshold": threshold, "cv_f1": round(f1, 4)}
+
+    threshold = float(saved["full_threshold"])
+    full_cv_f1 = f1_at(out_of_fold["full"], np.zeros_like(rules), y, threshold)[2]
+    for kind, floor in (("auto", full_cv_f1), ("accurate", None)):
+        bounds = cascade_bounds(out_of_fold["lite"], out_of_fold["full"], threshold, y, floor=floor)
+        print(json.dumps({"model": kind, **bounds}), flush=True)
+        saved[f"{kind}_low"] = np.array(bounds["low"], dtype=np.float32)
+        saved[f"{kind}_high"] = np.array(bounds["high"], dtype=np.float32)
+        summary[kind] = bounds
 
     data_hash = hashlib.sha256(args.data.read_bytes()).hexdigest()
     meta = {

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiapp.guardrails._base import Guard, register_guard
-from aiapp.guardrails._classifier import InjectionClassifier, ModelKind
+from aiapp.guardrails._classifier import InjectionClassifier, ModelKind, prepare
 from aiapp.guardrails._verdict import Action, GuardContext, Outcome
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "stop_and_do",
             r"(?i:\bstop)\s*[:,!-]\s*(?:write|say|ignore|print|output)\b|\bACHTUNG\s*-\s*STOPP\b|\bATTENTION\s*-\s*STOP\b",
         ),
+        ("command_assert", r"(?:^|[.!?]\s+)(?:state|claim|declare|proclaim)\s+that\b"),
         (
             "task_done_now",
             r"\b(?:that\s+is|that's|this\s+is)\s+(?:enough|done)\.\s+now\b|\bdas\s+(?:ist\s+erledigt|genügt)\.\s",
@@ -107,7 +108,12 @@ SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 
 def match_signature(text: str) -> str | None:
-    """The name of the first injection signature ``text`` matches, or ``None``."""
+    """The name of the first injection signature ``text`` matches, or ``None``.
+
+    The text is normalized first (:func:`~aiapp.guardrails._classifier.prepare`), so zero-width
+    characters or s p a c e d letters do not hide a signature.
+    """
+    text = prepare(text)
     for name, pattern in SIGNATURES:
         if pattern.search(text):
             return name
@@ -135,8 +141,10 @@ class InjectionGuard(Guard):
     """Blocks prompt-injection and jailbreak attempts in user input.
 
     Args:
-        model: ``full`` (MiniLM embeddings + n-grams; default) or ``lite`` (n-grams only, no
-            embedding model, faster and less accurate).
+        model: ``auto`` (default: the n-gram model when it is confident, else MiniLM embeddings +
+            n-grams), ``accurate`` (the same cascade tuned for F1: embeds about half of all
+            inputs), ``full`` (always the embeddings) or ``lite`` (n-grams only: no embedding
+            model, fastest, least accurate).
         threshold: Override the shipped decision threshold (higher blocks less).
         rules: Use the signature rules before the classifier.
         embedder: An embedder for the ``full`` model (default: the shared local MiniLM).
@@ -154,7 +162,7 @@ class InjectionGuard(Guard):
     def __init__(
         self,
         *,
-        model: ModelKind = "full",
+        model: ModelKind = "auto",
         threshold: float | None = None,
         rules: bool = True,
         embedder: Embedder | None = None,

@@ -7,8 +7,8 @@ Data (see ``../shared/data/SOURCES.md``; override the folder with ``AIAPP_DATA_D
   Reports precision, recall, F1 and accuracy for the ``auto`` cascade (the default: the n-gram
   model when it is confident, else MiniLM + n-grams), the ``accurate`` cascade (bounds tuned for
   F1), the ``full`` and ``lite`` models alone and the rules alone, and how many texts each cascade
-  sent on to ``full``. Reference: a third-party logistic
-  regression on multilingual-BERT embeddings reports 96.55% accuracy (F1 96.55%) on this split.
+  sent on to ``full``. Reference: a third-party logistic regression on multilingual-BERT
+  embeddings reports 96.55% accuracy (F1 96.55%) on this split.
 * ``xstest/xstest_prompts.csv``: share of the 250 *safe* prompts that the default input stack
   blocks (over-blocking). The 200 unsafe prompts are harmful requests, not injections; their block
   rate is printed for context only (no built-in guard is a content-moderation model).
@@ -18,9 +18,10 @@ Data (see ``../shared/data/SOURCES.md``; override the folder with ``AIAPP_DATA_D
   Note: the PII rules were written with this set in view (there is no held-out split), so read
   these numbers as an upper bound for similar text.
 
-Latency: ``guard_p50_ms`` (and p90) is that of the default input stack (injection, secrets, PII, limits)
+Latency: ``guard_p50_ms`` (and p90) of the default input stack (injection, secrets, PII, limits)
 over every deepset test and XSTest prompt, each seen for the first time (no score cache), measured
-interleaved with the reference — one bare MiniLM embedding call on the same text — in this run.
+interleaved with the ``accurate`` stack and the reference (one bare MiniLM embedding call on the
+same text) in this run.
 
 Prints one JSON object per result, then a summary line. Not part of the test suite.
 ``--no-latency`` skips the (slow, on a busy machine) latency pass.
@@ -158,29 +159,29 @@ def latency(texts: list[str]) -> dict[str, float]:
     injection_guard = InjectionGuard(embedder=embedder)  # the default auto cascade, no shared cache
     fresh = InputGuards([injection_guard, {"type": "secrets", "action": "redact"}, "pii", "limits"])
     accurate_guard = InjectionGuard(model="accurate", embedder=embedder)
-    full = InputGuards([accurate_guard, {"type": "secrets", "action": "redact"}, "pii", "limits"])
+    accurate = InputGuards([accurate_guard, {"type": "secrets", "action": "redact"}, "pii", "limits"])
     for warm in texts[:5]:
         embedder.embed([warm + " warm-up"], kind="query")
         fresh.check(warm + " warm-up", raise_on_block=False)
-        full.check(warm + " warm-up", raise_on_block=False)
+        accurate.check(warm + " warm-up", raise_on_block=False)
     injection_guard.classifier.escalated = accurate_guard.classifier.escalated = 0
-    guard_ms, embed_ms, full_ms = [], [], []
+    guard_ms, embed_ms, accurate_ms = [], [], []
     for text in texts:
         t0 = time.perf_counter()
         embedder.embed([text + " "], kind="query")  # a different string from the one the guard sees
         t1 = time.perf_counter()
         fresh.check(text, raise_on_block=False)
         t2 = time.perf_counter()
-        full.check(text, raise_on_block=False)
+        accurate.check(text, raise_on_block=False)
         t3 = time.perf_counter()
         embed_ms.append((t1 - t0) * 1000)
         guard_ms.append((t2 - t1) * 1000)
-        full_ms.append((t3 - t2) * 1000)
+        accurate_ms.append((t3 - t2) * 1000)
     result = {
         "n": len(texts),
         "guard": summary(guard_ms),
         "escalated_to_full": injection_guard.classifier.escalated,
-        "accurate_stack": summary(full_ms),
+        "accurate_stack": summary(accurate_ms),
         "accurate_escalated_to_full": accurate_guard.classifier.escalated,
         "reference_bare_embedding": summary(embed_ms),
     }

@@ -20,14 +20,14 @@ How:
    well under 1, so every text kept from ``full`` is latency saved. ``accurate``: the pair with
    the best cascade F1 (ties: the fewest sent to ``full``).
 4. The final models are fit on all of train.jsonl with the chosen L2 and saved with their
-   thresholds and the cascade's bounds.
+   thresholds and the cascades' bounds.
 
 Usage::
 
     .venv/bin/python scripts/train_injection_classifier.py                       # writes the shipped file
     .venv/bin/python scripts/train_injection_classifier.py --cache /tmp/emb --out /tmp/w.npz
 
-Prints one JSON line per model and L2, one for the cascade, then a summary line.
+Prints one JSON line per model and L2, one per cascade, then a summary line.
 """
 
 from __future__ import annotations
@@ -199,6 +199,7 @@ def main() -> None:
     saved: dict[str, npt.NDArray[np.float32] | npt.NDArray[np.str_]] = {}
     summary: dict[str, object] = {}
     out_of_fold: dict[str, F64] = {}
+    cv_f1: dict[str, float] = {}
     for kind, x in feature_sets.items():
         best: tuple[float, float, float, F64] | None = None  # (f1, l2, threshold, oof)
         for l2 in L2_GRID:
@@ -222,16 +223,15 @@ def main() -> None:
             if best is None or f1 > best[0]:
                 best = (f1, l2, threshold, oof)
         assert best is not None
-        f1, l2, threshold, out_of_fold[kind] = best
+        cv_f1[kind], l2, threshold, out_of_fold[kind] = best
         w, b = fit_logreg(x, y, l2=l2)
         saved[f"{kind}_w"] = w.astype(np.float32)
         saved[f"{kind}_b"] = np.array(b, dtype=np.float32)
         saved[f"{kind}_threshold"] = np.array(threshold, dtype=np.float32)
-        summary[kind] = {"l2": l2, "threshold": threshold, "cv_f1": round(f1, 4)}
+        summary[kind] = {"l2": l2, "threshold": threshold, "cv_f1": round(cv_f1[kind], 4)}
 
     threshold = float(saved["full_threshold"])
-    full_cv_f1 = f1_at(out_of_fold["full"], np.zeros_like(rules), y, threshold)[2]
-    for kind, floor in (("auto", full_cv_f1), ("accurate", None)):
+    for kind, floor in (("auto", cv_f1["full"]), ("accurate", None)):
         bounds = cascade_bounds(out_of_fold["lite"], out_of_fold["full"], threshold, y, floor=floor)
         print(json.dumps({"model": kind, **bounds}), flush=True)
         saved[f"{kind}_low"] = np.array(bounds["low"], dtype=np.float32)

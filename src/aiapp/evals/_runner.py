@@ -3,8 +3,8 @@
 Results are appended to ``$AIAPP_HOME/evals/<suite>/<run id>/results.jsonl`` as they arrive, one
 line per (case, repeat). The run id hashes the suite and the target's fingerprint, so re-running
 the same suite on the same system continues where it stopped (a hard kill loses at most the last
-50 ms of results, which the resumed run redoes; a torn last line is dropped on resume), while any change to the prompt, route or
-index starts a fresh run. Only per-case metric values stay in memory, never outputs.
+50 ms of results, which the resumed run redoes; a torn last line is dropped on resume), while any
+change to the prompt, route or index starts a fresh run. Only per-case metric values stay in memory, never outputs.
 """
 
 from __future__ import annotations

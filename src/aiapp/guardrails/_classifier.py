@@ -73,9 +73,10 @@ Matrix = npt.NDArray[np.float32]
 def prepare(text: str) -> str:
     """The text detectors read: NFKC-normalized, invisible format characters (zero-width spaces,
     bidi marks) removed, and runs of single spaced letters (``s a y  t h i s``) joined."""
-    text = unicodedata.normalize("NFKC", text)
-    if any(unicodedata.category(c) == "Cf" for c in text):
-        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    if not text.isascii():  # ASCII is NFKC-stable and has no format characters: skip the char scan
+        text = unicodedata.normalize("NFKC", text)
+        if any(unicodedata.category(c) == "Cf" for c in text):
+            text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return _SPACED_LETTERS.sub(lambda m: m.group(0).replace(" ", ""), text)
 
 
@@ -127,7 +128,11 @@ def lite_features(texts: Sequence[str]) -> Matrix:
 
 def full_features(texts: Sequence[str], embedder: Embedder) -> Matrix:
     """Rows for the ``full`` model: [text embedding, max over sentence embeddings, n-grams]."""
-    prepared = [prepare(t) for t in texts]
+    return _full_rows([prepare(t) for t in texts], embedder)
+
+
+def _full_rows(prepared: Sequence[str], embedder: Embedder, hashed: Matrix | None = None) -> Matrix:
+    """:func:`full_features` of already prepared texts (``hashed``: their n-grams, if computed)."""
     batch: list[str] = []
     spans: list[tuple[int, int]] = []
     for text in prepared:
@@ -140,7 +145,7 @@ def full_features(texts: Sequence[str], embedder: Embedder) -> Matrix:
     vectors = np.asarray(embedder.embed(batch, kind="query"), dtype=np.float32)
     whole = np.stack([vectors[a] for a, _ in spans])
     pooled = np.stack([vectors[a + 1 : b].max(axis=0) if b - a > 1 else vectors[a] for a, b in spans])
-    return np.hstack([whole, pooled, hashed_features(prepared)])
+    return np.hstack([whole, pooled, hashed_features(prepared) if hashed is None else hashed])
 
 
 def default_weights_path() -> Path:
@@ -242,21 +247,19 @@ class InjectionClassifier:
                 self._embedder = build_embedder()
             return self._embedder
 
-    def full_features(self, texts: Sequence[str]) -> Matrix:
-        """Rows for the ``full`` model (see :func:`full_features`)."""
-        return full_features(texts, self.embedder)
-
     def _compute(self, texts: list[str]) -> list[float]:
-        if self.kind == "lite":
-            return [float(p) for p in self.weights.lite.proba(lite_features(texts))]
+        prepared = [prepare(t) for t in texts]  # once, for both models of a cascade
         if self.kind == "full":
-            return [float(p) for p in self.weights.full.proba(self.full_features(texts))]
-        probs: list[float] = self.weights.lite.proba(lite_features(texts)).tolist()
+            return [float(p) for p in self.weights.full.proba(_full_rows(prepared, self.embedder))]
+        hashed = hashed_features(prepared)
+        probs = [float(p) for p in self.weights.lite.proba(hashed)]
+        if self.kind == "lite":
+            return probs
         low, high = self.weights.bounds[self.kind]
         unsure = [i for i, p in enumerate(probs) if low <= p <= high]
         if unsure:
-            full = self.weights.full.proba(self.full_features([texts[i] for i in unsure]))
-            for i, p in zip(unsure, full, strict=True):
+            rows = _full_rows([prepared[i] for i in unsure], self.embedder, hashed[unsure])
+            for i, p in zip(unsure, self.weights.full.proba(rows), strict=True):
                 probs[i] = float(p)
             with self._lock:
                 self.escalated += len(unsure)

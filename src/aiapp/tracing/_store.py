@@ -2,12 +2,12 @@
 
 Writes are batched: :meth:`TraceStore.record` buffers the span, and the buffer is committed in one
 transaction when it holds ``max_batch`` spans or its oldest span is ``max_delay_s`` old (inline, on
-the next record), or by a one-shot timer when calls stop. A commit costs ~120 µs here; paying it
-once per batch keeps tracing out of the gateway's per-call overhead. (Writer threads were measured
-twice and lost both times to GIL hand-offs: ~0.4 ms added to every networked call, and 2,000 cached
-eval calls 0.1-0.25 s slower.) A span costs ~5 µs to buffer and ~12 µs of SQLite at commit. Reads, :meth:`~TraceStore.flush`,
-:meth:`~TraceStore.close` and interpreter exit commit the buffer first, so callers always read their
-own writes. A hard kill loses at most the last ``max_delay_s`` of spans, never the file: WAL
+the next record), or by a one-shot timer when calls stop. A commit costs ~120 µs here and a span
+~12 µs of SQLite in it (~5 µs to buffer); paying the commit once per batch keeps tracing out of the
+gateway's per-call overhead. (Writer threads were measured twice and lost both times to GIL
+hand-offs: ~0.4 ms added to every networked call, and 2,000 cached eval calls 0.1-0.25 s slower.)
+Reads, :meth:`~TraceStore.flush`, :meth:`~TraceStore.close` and interpreter exit commit the buffer
+first, so callers always read their own writes. A hard kill loses at most the last ``max_delay_s`` of spans, never the file: WAL
 journaling keeps the database consistent, and readers (``aiapp traces``) never block writers.
 """
 
@@ -176,9 +176,11 @@ class TraceStore:
             ConfigError: when SQLite refuses the write (disk full, read-only); the spans stay buffered.
         """
         with self._lock:  # the connection's lock; held while the buffer is swapped so reads see it
+            if self._closed:
+                return
             with self._buffer_lock:
                 rows, self._buffer = self._buffer, []
-            if not rows or self._closed:
+            if not rows:
                 return
             try:
                 self._db.execute("BEGIN")

@@ -20,7 +20,7 @@ from aiapp.apps._answer import Answer, AnswerStream, Citation, cited_numbers, re
 from aiapp.errors import InputError
 from aiapp.prompts import Prompt, PromptMessage, PromptRegistry, Variable
 from aiapp.tracing import SpanRecord
-from aiapp.types import CallOptions, Hit, Message, Retriever, Usage
+from aiapp.types import CallOptions, Completion, Hit, Message, Retriever, Usage
 
 if TYPE_CHECKING:
     from aiapp.apps._chat import Conversation, Summarizer
@@ -160,31 +160,15 @@ class RAGApp:
         """
         with self._span(question) as span:
             request = self._prepare(question, history)
-            completion = self.gateway.complete(
-                request.messages,
-                model=self.route,
-                options=self.prompt.call_options(self.options),
-                prompt_ref=self.prompt.prompt_ref(),
-                metadata={"app": self.name},
-            )
-            text = _apply(self.output_guards, completion.text)
-            model = completion.deployment or completion.model or None
-            return self._answer(request, text, completion.usage, span, model)
+            completion = self.gateway.complete(request.messages, **self._call_args())
+            return self._finish(request, completion, span)
 
     async def aask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
         """Async :meth:`ask`: retrieval and guards run in a worker thread, the model call is async."""
         with self._span(question) as span:
             request = await asyncio.to_thread(self._prepare, question, history)  # copies the span context
-            completion = await self.gateway.acomplete(
-                request.messages,
-                model=self.route,
-                options=self.prompt.call_options(self.options),
-                prompt_ref=self.prompt.prompt_ref(),
-                metadata={"app": self.name},
-            )
-            text = _apply(self.output_guards, completion.text)
-            model = completion.deployment or completion.model or None
-            return self._answer(request, text, completion.usage, span, model)
+            completion = await self.gateway.acomplete(request.messages, **self._call_args())
+            return self._finish(request, completion, span)
 
     def stream(self, question: str, *, history: Sequence[Message] = ()) -> AnswerStream:
         """Answer ``question``, yielding text as it arrives; ``stream.answer`` is set at the end.
@@ -197,13 +181,7 @@ class RAGApp:
                 request = self._prepare(question, history)
                 parts: list[str] = []
                 usage: Usage | None = None
-                for chunk in self.gateway.stream(
-                    request.messages,
-                    model=self.route,
-                    options=self.prompt.call_options(self.options),
-                    prompt_ref=self.prompt.prompt_ref(),
-                    metadata={"app": self.name},
-                ):
+                for chunk in self.gateway.stream(request.messages, **self._call_args()):
                     parts.append(chunk.delta)
                     usage = chunk.usage or usage
                     if not self.output_guards and chunk.delta:
@@ -282,6 +260,22 @@ class RAGApp:
             prompt_ref=self.prompt.ref,
             prompt_hash=self.prompt.content_hash,
             input=question,
+        )
+
+    def _call_args(self) -> dict[str, Any]:
+        """The gateway arguments every answer's model call shares."""
+        return {
+            "model": self.route,
+            "options": self.prompt.call_options(self.options),
+            "prompt_ref": self.prompt.prompt_ref(),
+            "metadata": {"app": self.name},
+        }
+
+    def _finish(self, request: _Request, completion: Completion, span: SpanRecord) -> Answer:
+        """The answer from a finished (non-streamed) completion, after the output guards."""
+        text = _apply(self.output_guards, completion.text)
+        return self._answer(
+            request, text, completion.usage, span, completion.deployment or completion.model or None
         )
 
     def _answer(

@@ -249,13 +249,7 @@ class GuardedModel(Model):
             )
             yield from completion_to_chunks(done)
             return
-        gate = StreamGate(
-            self.output,
-            redactions=call.redactions,
-            messages=guarded,
-            documents=_documents.get(),
-            route=self.route,
-        )
+        gate = self._gate(guarded, call)
         try:
             for chunk in self.inner.stream(guarded, options):
                 out = _gate_chunk(gate, chunk)
@@ -263,8 +257,8 @@ class GuardedModel(Model):
                     yield out
                 if gate.fallback is not None:
                     return
-            if (rest := gate.finish()) or gate.fallback:
-                yield StreamChunk(delta=rest, finish_reason="content_filter" if gate.fallback else "stop")
+            if (last := _last_chunk(gate)) is not None:
+                yield last
         finally:
             call.record(merge_verdicts(gate.verdicts))
 
@@ -283,13 +277,7 @@ class GuardedModel(Model):
             for chunk in completion_to_chunks(done):
                 yield chunk
             return
-        gate = StreamGate(
-            self.output,
-            redactions=call.redactions,
-            messages=guarded,
-            documents=_documents.get(),
-            route=self.route,
-        )
+        gate = self._gate(guarded, call)
         try:
             async for chunk in self.inner.astream(guarded, options):
                 out = _gate_chunk(gate, chunk)
@@ -297,14 +285,30 @@ class GuardedModel(Model):
                     yield out
                 if gate.fallback is not None:
                     return
-            if (rest := gate.finish()) or gate.fallback:
-                yield StreamChunk(delta=rest, finish_reason="content_filter" if gate.fallback else "stop")
+            if (last := _last_chunk(gate)) is not None:
+                yield last
         finally:
             call.record(merge_verdicts(gate.verdicts))
+
+    def _gate(self, guarded: list[Message], call: _Call) -> StreamGate:
+        return StreamGate(
+            self.output,
+            redactions=call.redactions,
+            messages=guarded,
+            documents=_documents.get(),
+            route=self.route,
+        )
 
     def close(self) -> None:
         """Close the wrapped model."""
         self.inner.close()
+
+
+def _last_chunk(gate: StreamGate) -> StreamChunk | None:
+    """What the gate still holds when the stream ends (or the fallback it switched to)."""
+    if (rest := gate.finish()) or gate.fallback:
+        return StreamChunk(delta=rest, finish_reason="content_filter" if gate.fallback else "stop")
+    return None
 
 
 _SKIP = GuardReport(text="")

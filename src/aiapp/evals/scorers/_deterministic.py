@@ -17,6 +17,13 @@ def _unscored_if_failed(s: Scorer, sample: Sample) -> Score | None:
     return None
 
 
+def _references_or_unscored(s: Scorer, sample: Sample) -> list[str] | Score:
+    """The case's reference answers, or why the sample cannot be scored against them."""
+    if (failed := _unscored_if_failed(s, sample)) is not None:
+        return failed
+    return references(sample.case.expected) or s.unscored("case has no expected answer")
+
+
 @scorer("exact_match")
 class ExactMatch(Scorer):
     """1 if the answer equals a reference (any of a list), after normalization by default.
@@ -31,11 +38,9 @@ class ExactMatch(Scorer):
 
     def score(self, sample: Sample) -> Score:
         """Compare the output with the case's expected value(s)."""
-        if (failed := _unscored_if_failed(self, sample)) is not None:
-            return failed
-        refs = references(sample.case.expected)
-        if not refs:
-            return self.unscored("case has no expected answer")
+        refs = _references_or_unscored(self, sample)
+        if isinstance(refs, Score):
+            return refs
         norm = normalize_answer if self.normalize else str.strip
         got = norm(sample.output.text)
         hit = next((r for r in refs if norm(r) == got), None)
@@ -234,11 +239,9 @@ class TokenF1(Scorer):
 
     def score(self, sample: Sample) -> Score:
         """Best F1 over the references."""
-        if (failed := _unscored_if_failed(self, sample)) is not None:
-            return failed
-        refs = references(sample.case.expected)
-        if not refs:
-            return self.unscored("case has no expected answer")
+        refs = _references_or_unscored(self, sample)
+        if isinstance(refs, Score):
+            return refs
         best = max(token_f1(sample.output.text, ref) for ref in refs)
         return self.make(best, f"F1 {best:.2f}")
 
@@ -261,11 +264,9 @@ class EmbeddingSimilarity(Scorer):
 
     def score(self, sample: Sample) -> Score:
         """Embed answer and references; take the best cosine."""
-        if (failed := _unscored_if_failed(self, sample)) is not None:
-            return failed
-        refs = references(sample.case.expected)
-        if not refs:
-            return self.unscored("case has no expected answer")
+        refs = _references_or_unscored(self, sample)
+        if isinstance(refs, Score):
+            return refs
         if not sample.output.text.strip():
             return self.make(0.0, "empty answer")
         vectors = self.embedder.embed([sample.output.text, *refs])

@@ -19,11 +19,10 @@ class Shout(Model):
         self.inner = inner
         self.name = inner.name
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        reply = self.inner.complete(messages, options)
+    async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
+        reply = await self.inner.acomplete(messages, options)
         annotate(shouted=True)
-        reply.text = reply.text.upper()
-        return reply
+        return reply.model_copy(update={"text": reply.text.upper()})
 
 
 def test_a_registered_layer_wraps_routes_and_annotates_traces() -> None:

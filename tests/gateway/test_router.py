@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -19,7 +19,7 @@ from aiapp.errors import (
     ProviderServerError,
     RateLimitError,
 )
-from aiapp.gateway import Gateway, ManualClock, Model, PriceTable, RouteModel, Target
+from aiapp.gateway import Gateway, ManualClock, Model, PriceTable, RouteModel, Target, iter_sync
 from aiapp.testing import FakeModel, StubServer
 from aiapp.types import CallOptions, Completion, Message, StreamChunk
 
@@ -300,7 +300,7 @@ def test_streams_fail_over_before_the_first_token_and_feed_the_breaker(clock: Ma
     route = RouteModel("r", [("p", primary), ("b", backup)], clock=clock)
     for _ in range(4):
         tried: list[str] = []
-        text = "".join(c.delta for c in route.stream(HI, tried=tried))
+        text = "".join(c.delta for c in iter_sync(route.astream(HI, tried=tried)))
         assert text == "streamed from backup"
     assert tried == ["b"] and primary.call_count == 3  # the breaker opened after three streams
 
@@ -314,12 +314,6 @@ def test_streams_honour_retry_after_before_the_first_token(clock: ManualClock) -
 
 class BreaksMidStream(Model):
     name = "breaks"
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        yield StreamChunk(delta="partial ")
-        raise ProviderServerError("connection reset", status=502)
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None

@@ -31,24 +31,18 @@ class ChunkedModel(Model):
         self.chunks = list(chunks)
         self.calls: list[list[Message]] = []
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
+    async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         self.calls.append(list(messages))
         return Completion(text="".join(self.chunks), model=self.name)
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        self.calls.append(list(messages))
-        for chunk in self.chunks[:-1]:
-            yield StreamChunk(delta=chunk)
-        yield StreamChunk(delta=self.chunks[-1], finish_reason="stop")
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
-        for chunk in self.stream(messages, options):
+        self.calls.append(list(messages))
+        for chunk in self.chunks[:-1]:
             await asyncio.sleep(0)
-            yield chunk
+            yield StreamChunk(delta=chunk)
+        yield StreamChunk(delta=self.chunks[-1], finish_reason="stop")
 
 
 GUARDED_CONFIG = """

@@ -8,9 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import queue
-import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -19,7 +16,7 @@ from aiapp.agents._memory import Memory, MemoryScope
 from aiapp.agents._run import AgentRun, AgentStep, Approver, Limits, SuccessCheck
 from aiapp.agents._tool import Secret, Tool, tool
 from aiapp.errors import InputError
-from aiapp.gateway import Gateway, run_sync
+from aiapp.gateway import Gateway, iter_sync, run_sync
 from aiapp.types import CallOptions
 
 _T = TypeVar("_T")
@@ -185,10 +182,8 @@ class Agent:
         session: str = "default",
         success: SuccessCheck | None = None,
     ) -> AgentRun:
-        """Sync :meth:`arun` (works inside a running event loop too, on a helper thread)."""
-        return run_sync(
-            self._execute(task, user=user, session=session, success=success, emit=None, blocking=True)
-        )
+        """Sync :meth:`arun` (works inside a running event loop too; see :func:`~aiapp.gateway.run_sync`)."""
+        return run_sync(self._execute(task, user=user, session=session, success=success, emit=None))
 
     def astream(self, task: str, *, user: str = "default", session: str = "default") -> AsyncAgentStream:
         """Run ``task``, yielding each :class:`AgentStep` as it completes (``async for``).
@@ -209,10 +204,7 @@ class Agent:
         session: str,
         success: SuccessCheck | None,
         emit: Callable[[AgentStep], None] | None,
-        blocking: bool = False,
     ) -> AgentRun:
-        # Sync entry points run the loop on a throwaway event loop, so their model calls use the
-        # gateway's sync API in a worker thread: async provider clients are bound to one loop.
         if not task.strip():
             raise InputError("the agent's task is empty")
         loop = RunLoop(
@@ -221,7 +213,6 @@ class Agent:
             scope=MemoryScope(user, session),
             success=success or self.success,
             emit=emit,
-            blocking=blocking,
         )
         return await loop.execute()
 
@@ -260,40 +251,17 @@ class AsyncAgentStream:
 class AgentStream:
     """The steps of a run as they complete (``for step in stream``); then ``stream.run``.
 
-    The run executes on a helper thread; stopping iteration early lets it finish in the background.
+    It drives :class:`AsyncAgentStream` step by step (:func:`~aiapp.gateway.iter_sync`); stopping
+    iteration early cancels the run.
     """
 
     def __init__(self, agent: Agent, task: str, scope: MemoryScope) -> None:
-        self._agent, self._task, self._scope = agent, task, scope
-        self.run: AgentRun | None = None
+        self._steps = AsyncAgentStream(agent, task, scope)
+
+    @property
+    def run(self) -> AgentRun | None:
+        """The finished run, once iteration has ended."""
+        return self._steps.run
 
     def __iter__(self) -> Iterator[AgentStep]:
-        items: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-        async def work() -> None:
-            try:
-                run = await self._agent._execute(
-                    self._task,
-                    user=self._scope.user,
-                    session=self._scope.session,
-                    success=None,
-                    emit=lambda step: items.put(("step", step)),
-                    blocking=True,
-                )
-            except BaseException as exc:
-                items.put(("error", exc))
-            else:
-                items.put(("done", run))
-
-        context = contextvars.copy_context()
-        thread = threading.Thread(target=lambda: context.run(asyncio.run, work()), daemon=True)
-        thread.start()
-        while True:
-            kind, value = items.get()
-            if kind == "step":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                self.run = value
-                return
+        return iter_sync(self._steps.__aiter__())

@@ -66,10 +66,8 @@ class RunLoop:
         scope: MemoryScope,
         success: SuccessCheck | None,
         emit: Emit | None,
-        blocking: bool = False,
     ) -> None:
         self.agent = agent
-        self.blocking = blocking
         self.gateway = agent.gateway
         self.limits = agent.limits
         self.task = task
@@ -202,8 +200,6 @@ class RunLoop:
             "options": self._options(),
             "metadata": {"agent": self.agent.name, "step": step},
         }
-        if self.blocking:  # the sync API in a worker thread (which inherits the span context)
-            return await asyncio.to_thread(self.gateway.complete, list(self.messages), **kwargs)
         return await self.gateway.acomplete(list(self.messages), **kwargs)
 
     async def _prefetch(self) -> None:

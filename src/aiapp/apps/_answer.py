@@ -15,11 +15,12 @@ Answers cite sources as ``[n]`` (also ``[1, 2]`` or ``[1][2]``); :func:`cited_nu
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiapp.gateway import iter_sync
 from aiapp.types import Hit, Usage
 
 __all__ = ["Answer", "AnswerStream", "Citation", "cited_numbers", "render_context", "strip_citations"]
@@ -98,6 +99,8 @@ class Answer(BaseModel):
 class AnswerStream:
     """Text deltas of a streamed answer; :attr:`answer` is set once iteration finishes.
 
+    Iterate it with ``for`` (sync code) or ``async for`` (async code), once.
+
     Example:
         >>> stream = app.stream("How do I ...?")
         >>> for delta in stream:
@@ -105,22 +108,35 @@ class AnswerStream:
         >>> stream.answer.citations
     """
 
-    def __init__(self, run: Callable[[AnswerStream], Iterator[str]]) -> None:
+    def __init__(self, run: Callable[[AnswerStream], AsyncIterator[str]]) -> None:
         self._run = run
         self.answer: Answer | None = None
         self._started = False
 
-    def __iter__(self) -> Iterator[str]:
+    def __aiter__(self) -> AsyncIterator[str]:
         if self._started:
             raise RuntimeError("an AnswerStream can be iterated once")
         self._started = True
-        yield from self._run(self)
+        return self._run(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter_sync(self.__aiter__())
 
     def text(self) -> str:
         """Consume the stream (if not yet consumed) and return the whole answer text."""
         if not self._started:
             for _ in self:
                 pass
+        return self._final_text()
+
+    async def atext(self) -> str:
+        """Async :meth:`text`."""
+        if not self._started:
+            async for _ in self:
+                pass
+        return self._final_text()
+
+    def _final_text(self) -> str:
         if self.answer is None:
             raise RuntimeError("the stream ended without an answer")
         return self.answer.text

@@ -9,7 +9,7 @@ since their numbers referred to an earlier turn's sources.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from aiapp.apps._answer import Answer, AnswerStream, strip_citations
@@ -75,8 +75,9 @@ class Conversation:
         """Like :meth:`ask`, streaming; the turn is remembered when the stream ends."""
         inner = self.app.stream(question, history=self.history())
 
-        def run(sink: AnswerStream) -> Iterator[str]:
-            yield from inner
+        async def run(sink: AnswerStream) -> AsyncIterator[str]:
+            async for delta in inner:
+                yield delta
             if inner.answer is not None:
                 sink.answer = inner.answer
                 self._remember(inner.answer)

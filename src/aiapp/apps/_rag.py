@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiapp.apps._answer import Answer, AnswerStream, Citation, cited_numbers, render_context
 from aiapp.errors import InputError
+from aiapp.gateway import run_sync
 from aiapp.prompts import Prompt, PromptMessage, PromptRegistry, Variable
 from aiapp.tracing import SpanRecord
 from aiapp.types import CallOptions, Completion, Hit, Message, Retriever, Usage
@@ -147,7 +148,7 @@ class RAGApp:
     # -- asking --------------------------------------------------------------------------------
 
     def ask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
-        """Answer ``question`` from retrieved sources.
+        """Answer ``question`` from retrieved sources (sync :meth:`aask`).
 
         Args:
             question: The user's question.
@@ -158,37 +159,35 @@ class RAGApp:
             InputError: an empty question.
             ProviderError: the model call failed. Guards' exceptions propagate unchanged.
         """
-        with self._span(question) as span:
-            request = self._prepare(question, history)
-            completion = self.gateway.complete(request.messages, **self._call_args())
-            return self._finish(request, completion, span)
+        return run_sync(self.aask(question, history=history))
 
     async def aask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
-        """Async :meth:`ask`: retrieval and guards run in a worker thread, the model call is async."""
+        """Answer ``question``: retrieval and guards run in a worker thread, the model call is async."""
         with self._span(question) as span:
             request = await asyncio.to_thread(self._prepare, question, history)  # copies the span context
             completion = await self.gateway.acomplete(request.messages, **self._call_args())
             return self._finish(request, completion, span)
 
     def stream(self, question: str, *, history: Sequence[Message] = ()) -> AnswerStream:
-        """Answer ``question``, yielding text as it arrives; ``stream.answer`` is set at the end.
+        """Answer ``question``, yielding text as it arrives (``for`` or ``async for``).
 
-        With output guards the reply is buffered, guarded, then yielded at once.
+        ``stream.answer`` is set at the end. With output guards the reply is buffered, guarded,
+        then yielded at once.
         """
 
-        def run(sink: AnswerStream) -> Iterator[str]:
+        async def run(sink: AnswerStream) -> AsyncIterator[str]:
             with self._span(question) as span:
-                request = self._prepare(question, history)
+                request = await asyncio.to_thread(self._prepare, question, history)
                 parts: list[str] = []
                 usage: Usage | None = None
-                for chunk in self.gateway.stream(request.messages, **self._call_args()):
+                async for chunk in self.gateway.astream(request.messages, **self._call_args()):
                     parts.append(chunk.delta)
                     usage = chunk.usage or usage
                     if not self.output_guards and chunk.delta:
                         yield chunk.delta
                 text = "".join(parts)
                 if self.output_guards:
-                    text = _apply(self.output_guards, text)
+                    text = await asyncio.to_thread(_apply, self.output_guards, text)
                     yield text
                 sink.answer = self._answer(request, text, usage or Usage(), span, None)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from aiapp.evals._stats import PairedDifference, paired_difference
 from aiapp.evals._suite import Suite, load_suite
 from aiapp.evals._targets import Target, build_target
 from aiapp.evals.scorers._base import Scorer, build_scorer
-from aiapp.gateway import Gateway
+from aiapp.gateway import Gateway, run_sync
 
 
 @dataclass
@@ -67,8 +66,8 @@ def prepare(
 
 
 def run(prepared: Prepared) -> RunResult:
-    """Run a prepared suite (sync wrapper)."""
-    return asyncio.run(prepared.runner.arun(prepared.cases))
+    """Run a prepared suite (sync; also inside Jupyter, see :func:`~aiapp.gateway.run_sync`)."""
+    return run_sync(prepared.runner.arun(prepared.cases))
 
 
 def dry_run(prepared: Prepared, gateway: Gateway) -> DryRun:

@@ -16,10 +16,11 @@ from aiapp.gateway._context import CallContext, current_call
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
 from aiapp.gateway._gateway import CheckResult, Gateway, PromptRef
 from aiapp.gateway._health import DeploymentHealth, HealthBoard
-from aiapp.gateway._model import Model, ModelInfo, collect, run_sync
+from aiapp.gateway._model import Model, ModelInfo, collect
 from aiapp.gateway._pricing import PriceTable, TokenPrice
 from aiapp.gateway._registry import build_model, providers, register_provider
 from aiapp.gateway._route import RouteModel, Target, build_route
+from aiapp.gateway._sync import iter_sync, run_sync
 
 __all__ = [
     "CallContext",
@@ -42,6 +43,7 @@ __all__ = [
     "collect",
     "current_call",
     "error_for_status",
+    "iter_sync",
     "map_exception",
     "parse_retry_after",
     "providers",

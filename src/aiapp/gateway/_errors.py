@@ -1,7 +1,8 @@
 """Map provider exceptions onto aiapp's error tree — once, from status codes and exception types.
 
-Both provider paths raise the ``openai`` SDK's exception classes (litellm's exceptions subclass
-them) or ``httpx`` transport errors, so one mapping serves both. Message text is never matched.
+The fast path raises aiohttp transport errors (its HTTP statuses are mapped where they are read,
+with :func:`error_for_status`); litellm raises the ``openai`` SDK's exception classes or ``httpx``
+transport errors. One mapping serves all of them. Message text is never matched.
 """
 
 from __future__ import annotations
@@ -107,8 +108,16 @@ def map_exception(
             return MalformedResponseError(f"connection closed mid-reply ({name})", **where)
         if isinstance(exc, httpx.TransportError):
             return ProviderConnectionError(f"could not connect ({name}: {exc})", **where)
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError):  # also aiohttp's ServerTimeoutError, before its connection errors
         return ProviderTimeoutError(f"timed out ({name})", **where)
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None:
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+            return MalformedResponseError(f"connection closed mid-reply ({name})", **where)
+        if isinstance(exc, aiohttp.ClientConnectionError):
+            return ProviderConnectionError(f"could not connect ({name}: {exc})", **where)
+        if isinstance(exc, aiohttp.ClientError):
+            return ProviderConnectionError(f"HTTP client error ({name}: {exc})", **where)
     if isinstance(exc, ConnectionError):
         return ProviderConnectionError(f"could not connect ({name}: {exc})", **where)
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):

@@ -24,6 +24,7 @@ from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
 from aiapp.gateway._route import build_route
+from aiapp.gateway._sync import iter_sync, run_sync
 from aiapp.tracing import SpanRecord, Tracer, TraceStore, collecting_annotations
 from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage, as_messages
 
@@ -166,14 +167,11 @@ class Gateway:
             ProviderError: when the route's deployments fail (``AllDeploymentsFailedError`` lists each).
             ConfigError: for an unknown route or a bad deployment.
         """
-        call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
-        with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
-            try:
-                completion = target.complete(call.messages, opts)
-            except AiappError as exc:
-                call.failed(exc, notes)
-                raise
-        return call.finished(completion, notes)
+        return run_sync(
+            self.acomplete(
+                prompt, model=model, options=options, prompt_ref=prompt_ref, metadata=metadata, **params
+            )
+        )
 
     async def acomplete(
         self,
@@ -185,7 +183,7 @@ class Gateway:
         metadata: dict[str, Any] | None = None,
         **params: Any,
     ) -> Completion:
-        """Async :meth:`complete`."""
+        """Async :meth:`complete`: the core that every sync call runs on."""
         call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
         with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
@@ -205,17 +203,12 @@ class Gateway:
         metadata: dict[str, Any] | None = None,
         **params: Any,
     ) -> Iterator[StreamChunk]:
-        """Stream a reply. The trace is written when the stream ends (or fails)."""
-        call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
-        with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
-            try:
-                for chunk in target.stream(call.messages, opts):
-                    call.chunk(chunk)
-                    yield chunk
-            except AiappError as exc:
-                call.failed(exc, notes)
-                raise
-        call.finished(call.streamed(notes, target.name), notes)
+        """Stream a reply, chunk by chunk as it arrives. The trace is written when the stream ends."""
+        return iter_sync(
+            self.astream(
+                prompt, model=model, options=options, prompt_ref=prompt_ref, metadata=metadata, **params
+            )
+        )
 
     async def astream(
         self,
@@ -227,7 +220,7 @@ class Gateway:
         metadata: dict[str, Any] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`."""
+        """Async :meth:`stream`; the trace is written when the stream ends (or fails)."""
         call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
         with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
@@ -289,8 +282,12 @@ class Gateway:
 
     def close(self) -> None:
         """Close provider connections and the trace store."""
+        run_sync(self.aclose())
+
+    async def aclose(self) -> None:
+        """Async :meth:`close` (async HTTP clients are closed on the loop they belong to)."""
         for model in self._routes.values():
-            model.close()
+            await model.aclose()
         self._routes.clear()
         if self._store is not None:
             self._store.close()
@@ -381,8 +378,7 @@ class _Call:
     def streamed(self, notes: dict[str, Any], name: str) -> Completion:
         """The finished stream as a completion."""
         done = _streamed(self.route, notes.get("tried", []), self.text, self.last, name)
-        done.cache_hit = notes.get("cache") in ("hit", "semantic_hit")
-        return done
+        return done.model_copy(update={"cache_hit": notes.get("cache") in ("hit", "semantic_hit")})
 
     def failed(self, error: AiappError, notes: dict[str, Any]) -> None:
         """Record a failed call."""
@@ -403,8 +399,7 @@ class _Call:
     def finished(self, completion: Completion, notes: dict[str, Any]) -> Completion:
         """Stamp the trace id and route on a completion and record it."""
         tried = notes.pop("tried", None)
-        completion.trace_id = self.ids[0]
-        completion.route = self.route
+        completion = completion.model_copy(update={"trace_id": self.ids[0], "route": self.route})
         self.gateway._record(
             self.ids,
             self.route,

@@ -1,23 +1,17 @@
-"""The one seam every model sits behind: providers, fakes, routes and (later) caches and guards.
+"""The one seam every model sits behind: providers, fakes, routes, caches, budgets and guards.
 
-A :class:`Model` offers sync and async calls and streams. Subclasses implement at least one of
-``complete``/``acomplete`` and at least one of ``stream``/``astream``; the base class derives the
-others, so a provider that only has an async client still works from sync code and vice versa.
+A :class:`Model` is async only (``acomplete``, ``astream``); middleware wraps a model and is one.
+Sync callers go through :func:`aiapp.gateway.run_sync` (see :mod:`aiapp.gateway._sync`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import queue
-import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from aiapp.gateway._sync import iter_sync, run_sync
 from aiapp.types import CallOptions, Completion, FinishReason, Message, StreamChunk, ToolCall, Usage
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +26,11 @@ class ModelInfo:
 class Model:
     """Base class for anything that turns messages into a :class:`Completion`.
 
+    The seam is async only: a subclass implements :meth:`acomplete` and, if it can stream
+    natively, :meth:`astream` (otherwise the reply is split into word chunks). The sync
+    :meth:`complete` and :meth:`stream` are conveniences over :func:`run_sync`/:func:`iter_sync`
+    and may not be overridden, so there is never a hand-kept sync twin to drift.
+
     Attributes:
         name: The model's full name, e.g. ``openai/gpt-4o-mini`` or ``local/extractive``.
         info: Capabilities.
@@ -40,39 +39,42 @@ class Model:
     name: str = "model"
     info: ModelInfo = ModelInfo()
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Run one call and wait for the whole reply."""
-        if type(self).acomplete is Model.acomplete:
-            raise NotImplementedError(f"{type(self).__name__} implements neither complete nor acomplete")
-        return run_sync(self.acomplete(messages, options))
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        twins = sorted(n for n in ("complete", "stream") if n in cls.__dict__)
+        if twins:
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(twins)}: a Model implements only the async "
+                "acomplete/astream; the sync calls are derived from them"
+            )
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Async :meth:`complete`."""
-        if type(self).complete is Model.complete:
-            raise NotImplementedError(f"{type(self).__name__} implements neither complete nor acomplete")
-        return await asyncio.to_thread(self.complete, messages, options)
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Stream the reply. The last chunk carries ``finish_reason``, tool calls and usage."""
-        if type(self).astream is not Model.astream:
-            yield from _iter_async(self.astream(messages, options))
-            return
-        completion = self.complete(messages, options)
-        yield from completion_to_chunks(completion)
+        """Run one call and return the whole reply."""
+        if type(self).astream is Model.astream:
+            raise NotImplementedError(f"{type(self).__name__} implements neither acomplete nor astream")
+        return collect([c async for c in self.astream(messages, options)], model=self.name)
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`."""
-        if type(self).stream is not Model.stream:
-            for chunk in await asyncio.to_thread(lambda: list(self.stream(messages, options))):
-                yield chunk
-            return
+        """Stream the reply. The last chunk carries ``finish_reason``, tool calls and usage."""
         completion = await self.acomplete(messages, options)
         for chunk in completion_to_chunks(completion):
             yield chunk
+
+    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
+        """Sync :meth:`acomplete` (on a persistent event loop; see :func:`run_sync`)."""
+        return run_sync(self.acomplete(messages, options))
+
+    def stream(
+        self, messages: Sequence[Message], options: CallOptions | None = None
+    ) -> Iterator[StreamChunk]:
+        """Sync :meth:`astream`, chunk by chunk as they arrive (see :func:`iter_sync`)."""
+        return iter_sync(self.astream(messages, options))
+
+    async def aclose(self) -> None:
+        """Release connections (async clients close on their own loop). Safe to call more than once."""
+        self.close()
 
     def close(self) -> None:
         """Release connections. Safe to call more than once."""
@@ -111,79 +113,3 @@ def collect(chunks: Sequence[StreamChunk] | Iterator[StreamChunk], *, model: str
     return Completion(
         text="".join(text), tool_calls=tool_calls, finish_reason=finish, usage=usage, model=model
     )
-
-
-def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine from sync code, even when the caller is already inside an event loop.
-
-    Inside a running loop the coroutine runs on a private loop in a helper thread, with a copy of
-    the caller's context, so tracing spans opened by the caller still nest.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    result: list[_T] = []
-    error: list[BaseException] = []
-    context = contextvars.copy_context()
-
-    def runner() -> None:
-        try:
-            result.append(context.run(asyncio.run, coro))
-        except BaseException as exc:  # re-raised in the caller's thread
-            error.append(exc)
-
-    thread = threading.Thread(target=runner, daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
-
-
-def _iter_async(agen: AsyncIterator[StreamChunk]) -> Iterator[StreamChunk]:
-    """Drive an async iterator from sync code on a private loop in a helper thread.
-
-    If the caller stops iterating early, the helper notices on its next put and closes the
-    async generator, so an abandoned stream does not leave a thread blocked forever.
-    """
-    items: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=64)
-    stop = threading.Event()
-
-    def put(item: tuple[str, object]) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    async def pump() -> None:
-        try:
-            async for item in agen:
-                if not put(("item", item)):
-                    break
-        except BaseException as exc:
-            put(("error", exc))
-        else:
-            put(("done", None))
-        finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    thread = threading.Thread(target=lambda: asyncio.run(pump()), daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "item":
-                yield value  # type: ignore[misc]
-            elif kind == "error":
-                raise value  # type: ignore[misc]
-            else:
-                break
-    finally:
-        stop.set()
-        thread.join(timeout=5)

@@ -28,7 +28,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -166,25 +166,11 @@ class RouteModel(Model):
 
     # -- the calls -------------------------------------------------------------------------------
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Answer from the first deployment that succeeds (see the module docstring)."""
-        plan = _Plan(self, messages, options)
-        while True:
-            step = plan.next()
-            if isinstance(step, _Wait):
-                self.clock.sleep(step.seconds)
-                continue
-            if isinstance(step, ProviderError):
-                raise step
-            try:
-                completion = step.slot.model.complete(messages, step.options)
-            except Exception as exc:
-                plan.failed(step, exc)
-                continue
-            return plan.succeeded(step, completion)
-
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Async :meth:`complete`; the route's deadline is enforced with ``asyncio.wait_for``."""
+        """Answer from the first deployment that succeeds (see the module docstring).
+
+        The route's deadline is enforced with ``asyncio.wait_for``.
+        """
         plan = _Plan(self, messages, options)
         while True:
             step = plan.next()
@@ -201,47 +187,6 @@ class RouteModel(Model):
                 continue
             return plan.succeeded(step, completion)
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        options: CallOptions | None = None,
-        *,
-        tried: list[str] | None = None,
-    ) -> Iterator[StreamChunk]:
-        """Stream from the first deployment that produces a first chunk; ``tried`` collects the labels."""
-        plan = _Plan(self, messages, options)
-        tried = [] if tried is None else tried
-        annotate(tried=tried)  # the gateway's trace reads the deployments tried from here
-        while True:
-            step = plan.next()
-            if isinstance(step, _Wait):
-                self.clock.sleep(step.seconds)
-                continue
-            if isinstance(step, ProviderError):
-                raise step
-            tried.append(step.slot.label)
-            try:
-                iterator = iter(step.slot.model.stream(messages, step.options))
-                first = next(iterator)
-            except StopIteration:
-                plan.stream_started(step)
-                plan.stream_ended(step, None)
-                return
-            except Exception as exc:
-                plan.failed(step, exc)
-                continue
-            plan.stream_started(step)
-            last = first
-            yield first
-            try:
-                for chunk in iterator:
-                    last = chunk
-                    yield chunk
-            except Exception as exc:
-                raise plan.broke(step, exc) from exc
-            plan.stream_ended(step, last)
-            return
-
     async def astream(
         self,
         messages: Sequence[Message],
@@ -249,7 +194,7 @@ class RouteModel(Model):
         *,
         tried: list[str] | None = None,
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`."""
+        """Stream from the first deployment that produces a first chunk; ``tried`` collects the labels."""
         plan = _Plan(self, messages, options)
         tried = [] if tried is None else tried
         annotate(tried=tried)
@@ -288,6 +233,11 @@ class RouteModel(Model):
         """Close every deployment's model."""
         for _, model in self.deployments:
             model.close()
+
+    async def aclose(self) -> None:
+        """Close every deployment's model on the running loop."""
+        for _, model in self.deployments:
+            await model.aclose()
 
     # -- ordering --------------------------------------------------------------------------------
 
@@ -409,13 +359,16 @@ class _Plan:
         step.slot.health.success(latency_ms=latency_ms)
         if step.ticket is not None:
             step.ticket.settle(completion.usage.total_tokens or None)
-        completion.route = self.route.name
-        completion.deployment = step.slot.label
-        completion.attempts = len(self.failures) + 1
-        completion.tried = (*(f.deployment for f in self.failures), step.slot.label)
-        completion.latency_ms = latency_ms
         self._annotate()
-        return completion
+        return completion.model_copy(
+            update={
+                "route": self.route.name,
+                "deployment": step.slot.label,
+                "attempts": len(self.failures) + 1,
+                "tried": (*(f.deployment for f in self.failures), step.slot.label),
+                "latency_ms": latency_ms,
+            }
+        )
 
     def stream_started(self, step: _Try) -> None:
         step.slot.health.success()

@@ -95,15 +95,6 @@ class GuardedModel(Model):
             )
         return out
 
-    def _check_input(self, messages: Sequence[Message], call: _Call) -> list[Message] | str:
-        reports = []
-        for m in messages:
-            if m.role != "user" or not m.content or not self.input.guards:
-                reports.append(_SKIP)
-                continue
-            reports.append(self._run(self.input.check, m.content, messages, call))
-        return self._apply_input(messages, call, reports)
-
     async def _acheck_input(self, messages: Sequence[Message], call: _Call) -> list[Message] | str:
         reports = []
         for m in messages:
@@ -121,18 +112,6 @@ class GuardedModel(Model):
                 raise
         return self._apply_input(messages, call, reports)
 
-    def _run(
-        self, check: Any, text: str, messages: Sequence[Message], call: _Call, **kwargs: Any
-    ) -> GuardReport:
-        try:
-            report: GuardReport = check(
-                text, messages=messages, route=self.route, redactions=call.redactions, **kwargs
-            )
-            return report
-        except GuardrailError as exc:
-            call.record([v for v in exc.verdicts if isinstance(v, Verdict)])
-            raise
-
     # -- output ------------------------------------------------------------------------------------
 
     def _judge(
@@ -142,13 +121,11 @@ class GuardedModel(Model):
         call: _Call,
         report: GuardReport,
         attempt: int,
-    ) -> list[Message] | None:
-        """Apply an output report to ``completion``; return messages for a re-ask, or ``None`` when done."""
+    ) -> Completion | list[Message]:
+        """Apply an output report: the finished completion, or the messages for a re-ask."""
         call.record(report.verdicts)
         if report.fallback is not None:
-            completion.text = report.fallback
-            completion.finish_reason = "content_filter"
-            return None
+            return completion.model_copy(update={"text": report.fallback, "finish_reason": "content_filter"})
         if report.reask is not None:
             verdict = report.reask
             if attempt >= self.output.max_reasks:
@@ -167,36 +144,15 @@ class GuardedModel(Model):
                 else f"Your previous reply failed the {verdict.name} check: {verdict.reason}. Write the reply again so it passes."
             )
             return [*messages, Message.assistant(completion.text), Message.user(instruction)]
-        completion.text = call.redactions.restore(report.text)
-        return None
+        return completion.model_copy(update={"text": call.redactions.restore(report.text)})
 
-    def _output_report(self, completion: Completion, messages: Sequence[Message], call: _Call) -> GuardReport:
-        return self._run(self.output.check, completion.text, messages, call, documents=_documents.get())
-
-    def _guard_completion(
+    async def _guard_completion(
         self, completion: Completion, messages: Sequence[Message], call: _Call, options: CallOptions | None
     ) -> Completion:
         attempt = 0
         while True:
             if not self.output.guards:
-                completion.text = call.redactions.restore(completion.text)
-                return completion
-            again = self._judge(
-                completion, messages, call, self._output_report(completion, messages, call), attempt
-            )
-            if again is None:
-                return completion
-            attempt += 1
-            completion = _add_usage(self.inner.complete(again, options), completion)
-
-    async def _aguard_completion(
-        self, completion: Completion, messages: Sequence[Message], call: _Call, options: CallOptions | None
-    ) -> Completion:
-        attempt = 0
-        while True:
-            if not self.output.guards:
-                completion.text = call.redactions.restore(completion.text)
-                return completion
+                return completion.model_copy(update={"text": call.redactions.restore(completion.text)})
             try:
                 report = await self.output.acheck(
                     completion.text,
@@ -208,64 +164,31 @@ class GuardedModel(Model):
             except GuardrailError as exc:
                 call.record([v for v in exc.verdicts if isinstance(v, Verdict)])
                 raise
-            again = self._judge(completion, messages, call, report, attempt)
-            if again is None:
-                return completion
+            judged = self._judge(completion, messages, call, report, attempt)
+            if isinstance(judged, Completion):
+                return judged
             attempt += 1
-            completion = _add_usage(await self.inner.acomplete(again, options), completion)
+            completion = _add_usage(await self.inner.acomplete(judged, options), completion)
 
     # -- the Model interface -----------------------------------------------------------------------
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Guard the input, call the model, guard the reply (re-asking when a guard says so)."""
-        call = _Call()
-        guarded = self._check_input(messages, call)
-        if isinstance(guarded, str):
-            return _fallback(guarded, self.name)
-        return self._guard_completion(self.inner.complete(guarded, options), guarded, call, options)
-
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Async :meth:`complete`; CPU-bound guards run in worker threads."""
+        """Guard the input, call the model, guard the reply (re-asking when a guard says so).
+
+        CPU-bound guards run in worker threads.
+        """
         call = _Call()
         guarded = await self._acheck_input(messages, call)
         if isinstance(guarded, str):
             return _fallback(guarded, self.name)
-        return await self._aguard_completion(
+        return await self._guard_completion(
             await self.inner.acomplete(guarded, options), guarded, call, options
         )
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Stream through the gate (or, when a guard needs the whole reply to act, buffer it first)."""
-        call = _Call()
-        guarded = self._check_input(messages, call)
-        if isinstance(guarded, str):
-            yield StreamChunk(delta=guarded, finish_reason="content_filter")
-            return
-        if not self.output.windowed:
-            done = self._guard_completion(
-                collect(self.inner.stream(guarded, options), model=self.name), guarded, call, options
-            )
-            yield from completion_to_chunks(done)
-            return
-        gate = self._gate(guarded, call)
-        try:
-            for chunk in self.inner.stream(guarded, options):
-                out = _gate_chunk(gate, chunk)
-                if out is not None:
-                    yield out
-                if gate.fallback is not None:
-                    return
-            if (last := _last_chunk(gate)) is not None:
-                yield last
-        finally:
-            call.record(merge_verdicts(gate.verdicts))
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`."""
+        """Stream through the gate (or, when a guard needs the whole reply to act, buffer it first)."""
         call = _Call()
         guarded = await self._acheck_input(messages, call)
         if isinstance(guarded, str):
@@ -273,7 +196,7 @@ class GuardedModel(Model):
             return
         if not self.output.windowed:
             chunks = [c async for c in self.inner.astream(guarded, options)]
-            done = await self._aguard_completion(collect(chunks, model=self.name), guarded, call, options)
+            done = await self._guard_completion(collect(chunks, model=self.name), guarded, call, options)
             for chunk in completion_to_chunks(done):
                 yield chunk
             return
@@ -302,6 +225,10 @@ class GuardedModel(Model):
     def close(self) -> None:
         """Close the wrapped model."""
         self.inner.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self.inner.aclose()
 
 
 def _last_chunk(gate: StreamGate) -> StreamChunk | None:
@@ -341,12 +268,12 @@ def _add_usage(new: Completion, old: Completion) -> Completion:
     """``new`` with the usage of both calls (a re-ask costs twice)."""
     a, b = old.usage, new.usage
     cost = None if a.cost_usd is None or b.cost_usd is None else a.cost_usd + b.cost_usd
-    new.usage = Usage(
+    usage = Usage(
         input_tokens=a.input_tokens + b.input_tokens,
         output_tokens=a.output_tokens + b.output_tokens,
         cost_usd=cost,
     )
-    return new
+    return new.model_copy(update={"usage": usage})
 
 
 @register_layer("guards", order=30)

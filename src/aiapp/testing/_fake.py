@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -130,25 +130,18 @@ class FakeModel(Model):
 
     # -- the Model interface ------------------------------------------------------------------
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Take the next response and return it as a completion (or raise it)."""
-        return self._next(messages, options)
-
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Async :meth:`complete`; yields to the event loop once, like a real network call would."""
+        """Take the next response and return it as a completion (or raise it).
+
+        Yields to the event loop once, like a real network call would.
+        """
         await asyncio.sleep(0)
         return self._next(messages, options)
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Stream the next response word by word."""
-        yield from completion_to_chunks(self._next(messages, options))
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`; yields to the event loop between chunks."""
+        """Stream the next response word by word, yielding to the event loop between chunks."""
         completion = self._next(messages, options)
         for chunk in completion_to_chunks(completion):
             await asyncio.sleep(0)
@@ -177,7 +170,8 @@ class FakeModel(Model):
         if isinstance(reply, BaseException) or (isinstance(reply, type) and issubclass(reply, BaseException)):
             raise reply
         if isinstance(reply, Completion):
-            return reply if reply.model else reply.model_copy(update={"model": self.name})
+            # A fresh value per call, so a test that keeps one reply never sees another call's.
+            return reply.model_copy(update={"model": reply.model or self.name}, deep=True)
         tool_calls: tuple[ToolCall, ...] = ()
         if isinstance(reply, str):
             text = reply

@@ -18,8 +18,10 @@ configuration error (add them under ``pricing:``), never a silent bypass.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiapp.config import Budget, Limits
 from aiapp.errors import ConfigError
@@ -32,6 +34,8 @@ from aiapp.gateway._ratelimit import RateLimiter, Ticket
 from aiapp.gateway.budgets._ledger import BudgetLedger, Claim, Reservation
 from aiapp.tracing import annotate
 from aiapp.types import CallOptions, Completion, Message, StreamChunk
+
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -138,50 +142,28 @@ class BudgetModel(Model):
 
     # -- the Model interface ----------------------------------------------------------------------
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Reserve, call, settle."""
-        admitted = self._admit(messages, options)
-        try:
-            completion = self.inner.complete(messages, options)
-        except BaseException:
-            self._done(admitted, None, spent=False)
-            raise
-        self._done(admitted, completion, spent=True)
-        return completion
+    async def _off_loop(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+        """Ledger work is SQLite I/O that may wait on a lock: run it off the event loop."""
+        if self.budget is None and not self.key_budgets:
+            return fn(*args, **kwargs)  # limiter only: in memory, microseconds
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Async :meth:`complete`."""
-        admitted = self._admit(messages, options)
+        """Reserve, call, settle."""
+        admitted = await self._off_loop(self._admit, messages, options)
         try:
             completion = await self.inner.acomplete(messages, options)
         except BaseException:
-            self._done(admitted, None, spent=False)
+            await self._off_loop(self._done, admitted, None, spent=False)
             raise
-        self._done(admitted, completion, spent=True)
+        await self._off_loop(self._done, admitted, completion, spent=True)
         return completion
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Reserve, stream, settle with the usage on the last chunk (the estimate if cut short)."""
-        admitted = self._admit(messages, options)
-        started = False
-        last: StreamChunk | None = None
-        try:
-            for chunk in self.inner.stream(messages, options):
-                started = True
-                last = chunk
-                yield chunk
-        except BaseException:
-            self._done(admitted, None, spent=started)
-            raise
-        self._done(admitted, _final(last), spent=started)
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`."""
-        admitted = self._admit(messages, options)
+        """Reserve, stream, settle with the usage on the last chunk (the estimate if cut short)."""
+        admitted = await self._off_loop(self._admit, messages, options)
         started = False
         last: StreamChunk | None = None
         try:
@@ -190,13 +172,20 @@ class BudgetModel(Model):
                 last = chunk
                 yield chunk
         except BaseException:
+            # Settled inline: an abandoned stream is closed with GeneratorExit, where awaiting
+            # a thread is not allowed.
             self._done(admitted, None, spent=started)
             raise
-        self._done(admitted, _final(last), spent=started)
+        await self._off_loop(self._done, admitted, _final(last), spent=started)
 
     def close(self) -> None:
         """Close the inner model and the ledger (which reopens on next use)."""
         self.inner.close()
+        self.ledger.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self.inner.aclose()
         self.ledger.close()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -152,13 +152,9 @@ class CachedModel(Model):
         return vector
 
     def _hit(self, raw: str) -> Completion:
-        completion = Completion.model_validate_json(raw)
-        annotate(cache_saved_usd=completion.usage.cost_usd)
-        completion.cache_hit = True
-        completion.usage = _FREE
-        completion.attempts = 0
-        completion.latency_ms = 0.0
-        return completion
+        stored = Completion.model_validate_json(raw)
+        annotate(cache_saved_usd=stored.usage.cost_usd)
+        return stored.model_copy(update={"cache_hit": True, "usage": _FREE, "attempts": 0, "latency_ms": 0.0})
 
     def _write(self, found: _Lookup, completion: Completion) -> None:
         if found.key is None or completion.finish_reason == "error":
@@ -175,49 +171,35 @@ class CachedModel(Model):
 
     # -- the Model interface ----------------------------------------------------------------------
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """From the cache, or from the inner model (and then stored)."""
-        found = self._lookup(messages, options)
-        if found.hit is not None:
-            return found.hit
-        completion = self.inner.complete(messages, options)
-        self._write(found, completion)
-        return completion
+    def _reads_block(self) -> bool:
+        # SQLite in WAL mode never makes a reader wait, so exact lookups stay on the loop; a
+        # network store (Redis) or an embedding for the semantic cache goes to a worker thread.
+        return self.semantic is not None or getattr(self.store, "blocking_reads", False)
+
+    async def _alookup(self, messages: Sequence[Message], options: CallOptions | None) -> _Lookup:
+        if self._reads_block():
+            return await asyncio.to_thread(self._lookup, messages, options)
+        return self._lookup(messages, options)
+
+    async def _awrite(self, found: _Lookup, completion: Completion) -> None:
+        # A write may wait on another process's lock (or the network): never on the loop.
+        if found.key is not None and completion.finish_reason != "error":
+            await asyncio.to_thread(self._write, found, completion)
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Async :meth:`complete` (embedding for the semantic cache runs in a worker thread)."""
-        if self.semantic is not None:
-            found = await asyncio.to_thread(self._lookup, messages, options)
-        else:
-            found = self._lookup(messages, options)
+        """From the cache, or from the inner model (and then stored)."""
+        found = await self._alookup(messages, options)
         if found.hit is not None:
             return found.hit
         completion = await self.inner.acomplete(messages, options)
-        self._write(found, completion)
+        await self._awrite(found, completion)
         return completion
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Stream a cached reply as word chunks, or stream the inner model's and store it at the end."""
-        found = self._lookup(messages, options)
-        if found.hit is not None:
-            yield from completion_to_chunks(found.hit)
-            return
-        chunks: list[StreamChunk] = []
-        for chunk in self.inner.stream(messages, options):
-            chunks.append(chunk)
-            yield chunk
-        self._write(found, collect(chunks, model=self.inner.name))
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`."""
-        if self.semantic is not None:
-            found = await asyncio.to_thread(self._lookup, messages, options)
-        else:
-            found = self._lookup(messages, options)
+        """Stream a cached reply as word chunks, or stream the inner model's and store it at the end."""
+        found = await self._alookup(messages, options)
         if found.hit is not None:
             for chunk in completion_to_chunks(found.hit):
                 yield chunk
@@ -226,11 +208,19 @@ class CachedModel(Model):
         async for chunk in self.inner.astream(messages, options):
             chunks.append(chunk)
             yield chunk
-        self._write(found, collect(chunks, model=self.inner.name))
+        await self._awrite(found, collect(chunks, model=self.inner.name))
 
     def close(self) -> None:
         """Close the inner model and the store (which reopens on next use)."""
         self.inner.close()
+        self._close_stores()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self.inner.aclose()
+        self._close_stores()
+
+    def _close_stores(self) -> None:
         self.store.close()
         if self.semantic is not None:
             self.semantic.close()

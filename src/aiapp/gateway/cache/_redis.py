@@ -25,6 +25,8 @@ class RedisCacheStore:
         timeout_s: Socket connect and read timeout; a slow cache must not stall calls.
     """
 
+    blocking_reads = True  # a network round trip: the cache layer reads off the event loop
+
     def __init__(self, url: str, *, prefix: str = PREFIX, timeout_s: float = 2.0) -> None:
         self.url = url
         self.prefix = prefix

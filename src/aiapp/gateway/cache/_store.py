@@ -30,7 +30,12 @@ _PURGE_EVERY = 1000
 
 @runtime_checkable
 class CacheStore(Protocol):
-    """A key → text store with per-entry expiry."""
+    """A key → text store with per-entry expiry.
+
+    A store whose reads may wait (a network round trip) sets a class attribute
+    ``blocking_reads = True``; the cache layer then reads it from a worker thread. Writes always
+    run off the event loop.
+    """
 
     def get(self, key: str) -> str | None:
         """The live value for ``key``, or ``None``."""

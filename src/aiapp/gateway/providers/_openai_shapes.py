@@ -18,27 +18,44 @@ FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
+def field(obj: Any, name: str) -> Any:
+    """``obj[name]`` for decoded JSON, ``obj.name`` for SDK objects (``None`` when absent).
+
+    The fast path decodes the wire's JSON itself while litellm hands back objects; reading both
+    through this keeps one decoder for the two.
+    """
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
 def completion_from_openai(response: Any, *, model: str, prices: PriceTable, started: float) -> Completion:
-    """Turn an OpenAI ``ChatCompletion`` (or litellm's ``ModelResponse``) into a :class:`Completion`."""
-    choices = getattr(response, "choices", None)
-    if not choices:
+    """Turn an OpenAI chat completion (JSON, the SDK's object or litellm's) into a :class:`Completion`."""
+    choices = field(response, "choices")
+    if not choices or not isinstance(choices, list | tuple):
         raise MalformedResponseError("reply has no choices", deployment=model)
     choice = choices[0]
-    message = choice.message
+    message = field(choice, "message")
+    if message is None:
+        raise MalformedResponseError("reply's first choice has no message", deployment=model)
     tool_calls = tuple(
-        ToolCall(id=c.id or f"call_{i}", name=c.function.name, arguments=c.function.arguments or "{}")
-        for i, c in enumerate(getattr(message, "tool_calls", None) or ())
+        ToolCall(
+            id=field(c, "id") or f"call_{i}",
+            name=field(field(c, "function"), "name") or "",
+            arguments=field(field(c, "function"), "arguments") or "{}",
+        )
+        for i, c in enumerate(field(message, "tool_calls") or ())
     )
-    usage = getattr(response, "usage", None)
+    usage = field(response, "usage")
     return Completion(
-        text=message.content or "",
+        text=field(message, "content") or "",
         tool_calls=tool_calls,
-        finish_reason=FINISH_REASONS.get(choice.finish_reason or "stop", "stop"),
+        finish_reason=FINISH_REASONS.get(field(choice, "finish_reason") or "stop", "stop"),
         model=model,
         usage=prices.usage(
             model,
-            getattr(usage, "prompt_tokens", 0) or 0,
-            getattr(usage, "completion_tokens", 0) or 0,
+            field(usage, "prompt_tokens") or 0,
+            field(usage, "completion_tokens") or 0,
         ),
         latency_ms=(time.perf_counter() - started) * 1000.0,
     )
@@ -63,24 +80,29 @@ class StreamAssembler:
         self._approx_prompt_tokens = approx_prompt_chars // 4
 
     def feed(self, event: Any) -> StreamChunk | None:
-        """Take one stream event; return a text chunk to pass on, or ``None``."""
-        usage = getattr(event, "usage", None)
+        """Take one stream event (JSON or an SDK object); return a text chunk to pass on, or ``None``."""
+        usage = field(event, "usage")
         if usage is not None:
-            self._usage = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
-        if not event.choices:
+            self._usage = (field(usage, "prompt_tokens") or 0, field(usage, "completion_tokens") or 0)
+        choices = field(event, "choices")
+        if not choices:
             return None
-        choice = event.choices[0]
-        if choice.finish_reason:
-            self._finish = FINISH_REASONS.get(choice.finish_reason, "stop")
-        delta = choice.delta
-        for call in getattr(delta, "tool_calls", None) or ():
-            slot = self._tools.setdefault(call.index or 0, {"id": "", "name": "", "arguments": ""})
-            if call.id:
-                slot["id"] = call.id
-            if call.function is not None:
-                slot["name"] += call.function.name or ""
-                slot["arguments"] += call.function.arguments or ""
-        text = getattr(delta, "content", None) or ""
+        choice = choices[0]
+        finish = field(choice, "finish_reason")
+        if finish:
+            self._finish = FINISH_REASONS.get(finish, "stop")
+        delta = field(choice, "delta")
+        if delta is None:
+            return None
+        for call in field(delta, "tool_calls") or ():
+            slot = self._tools.setdefault(field(call, "index") or 0, {"id": "", "name": "", "arguments": ""})
+            if field(call, "id"):
+                slot["id"] = field(call, "id")
+            function = field(call, "function")
+            if function is not None:
+                slot["name"] += field(function, "name") or ""
+                slot["arguments"] += field(function, "arguments") or ""
+        text = field(delta, "content") or ""
         if not text:
             return None
         self._chars_out += len(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -89,17 +89,6 @@ class LiteLLMModel(Model):
             body["api_key"] = key
         return body
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """One completion through ``litellm.completion``."""
-        body = self._request(messages, options)
-        litellm = import_litellm()
-        start = time.perf_counter()
-        try:
-            response = litellm.completion(**body)
-            return completion_from_openai(response, model=self.name, prices=self._prices, started=start)
-        except Exception as exc:
-            raise map_exception(exc, deployment=self.name) from exc
-
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         """One completion through ``litellm.acompletion``."""
         body = self._request(messages, options)
@@ -111,29 +100,10 @@ class LiteLLMModel(Model):
         except Exception as exc:
             raise map_exception(exc, deployment=self.name) from exc
 
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Stream through litellm; chunks follow the OpenAI shape."""
-        body = self._request(messages, options)
-        body.update(stream=True, stream_options={"include_usage": True})
-        litellm = import_litellm()
-        assembler = StreamAssembler(
-            model=self.name, prices=self._prices, approx_prompt_chars=len(str(body["messages"]))
-        )
-        try:
-            for event in litellm.completion(**body):
-                chunk = assembler.feed(event)
-                if chunk is not None:
-                    yield chunk
-        except Exception as exc:
-            raise map_exception(exc, deployment=self.name) from exc
-        yield assembler.final()
-
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`."""
+        """Stream through ``litellm.acompletion``; chunks follow the OpenAI shape."""
         body = self._request(messages, options)
         body.update(stream=True, stream_options={"include_usage": True})
         litellm = import_litellm()

@@ -30,12 +30,12 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiapp.errors import InputError
-from aiapp.gateway._model import Model, ModelInfo, completion_to_chunks
-from aiapp.types import CallOptions, Completion, FinishReason, Message, StreamChunk, Usage
+from aiapp.gateway._model import Model, ModelInfo
+from aiapp.types import CallOptions, Completion, FinishReason, Message, Usage
 
 __all__ = ["MODEL_NAME", "NO_ANSWER", "NO_CONTEXT", "ExtractiveAnswer", "ExtractiveModel", "count_tokens"]
 
@@ -204,8 +204,10 @@ class ExtractiveModel(Model):
         self.max_sentences = _check_positive("max_sentences", max_sentences)
         self.max_context_chars = _check_positive("max_context_chars", max_context_chars)
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
+    async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         """Answer the last user question from the ``<context>`` in ``messages``.
+
+        Runs inline on the event loop: the work is a few milliseconds of CPU.
 
         Args:
             messages: The conversation; see the module docstring for the protocol.
@@ -242,16 +244,6 @@ class ExtractiveModel(Model):
             usage=usage,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-
-    async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Async :meth:`complete`; runs inline because the work is a few milliseconds of CPU."""
-        return self.complete(messages, options)
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Stream :meth:`complete`'s answer word by word; the last chunk carries usage."""
-        yield from completion_to_chunks(self.complete(messages, options))
 
     def extract(self, question: str, context: str, *, max_sentences: int | None = None) -> ExtractiveAnswer:
         """Select the context sentences that best answer ``question``.

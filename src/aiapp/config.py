@@ -129,6 +129,9 @@ class RetrievalSettings(_Strict):
         embedder: ``local/all-MiniLM-L6-v2`` (offline) or an API model (``openai/...``, ``vllm/...``).
         embedder_api_base: Base URL for an API embedder.
         embedder_api_key_env: Environment variable holding the API embedder's key.
+        embedder_runtime: How the local MiniLM runs: ``onnx`` (ONNX Runtime, no torch: fast start) or
+            ``torch`` (sentence-transformers). Both give the same vectors. Default: ``onnx`` when
+            onnxruntime is installed.
         embedding_cache: Keep embeddings in ``$AIAPP_HOME/cache/embeddings.sqlite``, keyed by (model, text hash).
         chunk_tokens: Chunk size in the embedding model's own tokens (title and headings included).
         chunk_overlap: Tokens shared by consecutive chunks of one section.
@@ -147,6 +150,7 @@ class RetrievalSettings(_Strict):
     embedder: str = "local/all-MiniLM-L6-v2"
     embedder_api_base: str | None = None
     embedder_api_key_env: str | None = None
+    embedder_runtime: Literal["onnx", "torch"] | None = None
     embedding_cache: bool = True
     chunk_tokens: int = Field(default=256, ge=32, le=8192)
     chunk_overlap: int = Field(default=32, ge=0)

@@ -263,11 +263,13 @@ def _common_prefix(a: list[str], b: list[str]) -> list[str]:
 def token_counter(embedder: Any) -> TokenCounter:
     """Count tokens the way ``embedder`` does.
 
-    Uses the model's Rust tokenizer directly when it has one (a copy without padding or truncation,
+    Uses the model's Rust tokenizer directly when it has one, or is one (a copy without padding or truncation,
     with offsets), its Python tokenizer otherwise, and ``embedder.count_tokens`` as the last resort.
     """
     hf = getattr(embedder, "tokenizer", None)
     backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None and hasattr(hf, "encode_batch") and hasattr(hf, "to_str"):
+        backend = hf  # already a Rust ``tokenizers.Tokenizer`` (the ONNX embedder's)
     if backend is not None:
         fast = backend.__class__.from_str(backend.to_str())
         fast.no_padding()

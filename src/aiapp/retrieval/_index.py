@@ -93,6 +93,7 @@ class Index:
                 self.config.embedder,
                 api_base=self.config.embedder_api_base,
                 api_key_env=self.config.embedder_api_key_env,
+                runtime=self.config.embedder_runtime,
             )
         return self._embedder
 

@@ -173,6 +173,7 @@ def run_ingest(
             store_version=version,
             parent=current.store_version if current is not None else None,
             embedder=job.embedder.name,
+            embedder_runtime=getattr(job.embedder, "runtime", None),
             dim=dim,
             chunking=chunking,
             sparse=sparse_config,

@@ -53,6 +53,8 @@ class Manifest(BaseModel):
         store_version: The store's name for this version (shard folder or collection suffix).
         parent: The version this one was built from (kept on disk for readers still using it).
         embedder: The embedding model (``provider/name``) and ``dim`` its vector size.
+        embedder_runtime: What ran the local model (``onnx`` or ``torch``): for the record only,
+            since both give the same vectors (a search may use the other one).
         chunking: Chunk size, overlap (model tokens) and chunker version.
         sparse: The BM25 model and its parameters.
         documents: Per document (by source path): content hash and chunk ids.
@@ -71,6 +73,7 @@ class Manifest(BaseModel):
     parent: str | None = None
     created_at: float = Field(default_factory=time.time)
     embedder: str
+    embedder_runtime: str | None = None
     dim: int
     chunking: dict[str, Any]
     sparse: dict[str, Any]

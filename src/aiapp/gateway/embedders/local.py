@@ -64,6 +64,8 @@ class LocalEmbedder(Embedder):
         batch_size: Texts per forward pass.
     """
 
+    runtime = "torch"
+
     def __init__(self, model_path: str | None = None, *, batch_size: int = 64) -> None:
         self.model_path = model_path or default_model_path()
         self.name = MODEL_NAME if model_path is None else f"local/{os.path.basename(model_path.rstrip('/'))}"

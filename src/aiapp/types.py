@@ -192,13 +192,12 @@ class Usage(_Frozen):
         return self.input_tokens + self.output_tokens
 
 
-class Completion(BaseModel):
+class Completion(_Frozen):
     """A model's reply with its usage, and — when it came through the gateway — where it went.
 
-    ``route``, ``deployment``, ``attempts`` and ``trace_id`` are filled by the gateway.
+    ``route``, ``deployment``, ``attempts`` and ``trace_id`` are filled by the gateway. It is
+    immutable: a layer that adds to a reply returns ``completion.model_copy(update={...})``.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()

@@ -129,6 +129,13 @@ class HttpClient:
         if session is not None:
             await session.close()
 
+    def __del__(self) -> None:
+        # Collected with pools still open (a model dropped without close()): close their sockets
+        # synchronously, which needs no loop, rather than leave aiohttp to warn about them.
+        for session in self._sessions.values():
+            if not session.closed and session.connector is not None:
+                session.connector._close()
+
     def close_all(self) -> None:
         """Close every pool whose loop can still run it (used at interpreter exit)."""
         self._drop_dead_pools()

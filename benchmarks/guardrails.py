@@ -5,10 +5,13 @@ Data (see ``../shared/data/SOURCES.md``; override the folder with ``AIAPP_DATA_D
 * ``prompt_injection_deepset/test.jsonl`` (116 prompts, 60 injections): the injection guard of the
   default input stack (signature rules + the shipped classifier, trained on ``train.jsonl`` only).
   Reports precision, recall, F1 and accuracy for the ``auto`` cascade (the default: the n-gram
-  model when it is confident, else MiniLM + n-grams), the ``accurate`` cascade (bounds tuned for
-  F1), the ``full`` and ``lite`` models alone and the rules alone, and how many texts each cascade
-  sent on to ``full``. Reference: a third-party logistic regression on multilingual-BERT
-  embeddings reports 96.55% accuracy (F1 96.55%) on this split.
+  model when it is confident, else USE Multilingual v3 embeddings + n-grams), the ``accurate``
+  cascade (bounds tuned for F1), the ``full`` and ``lite`` models alone, the ``fallback`` cascade
+  (MiniLM + n-grams, what runs without the ``multilingual`` extra) and the rules alone, how many
+  texts each cascade sent on to ``full``, and the default's errors by language (a stop-word
+  guess: de, es, en) and by what decided them (rule or classifier). Reference: a third-party
+  logistic regression on multilingual-BERT embeddings reports 96.55% accuracy (F1 96.55%) on
+  this split.
 * ``xstest/xstest_prompts.csv``: share of the 250 *safe* prompts that the default input stack
   blocks (over-blocking). The 200 unsafe prompts are harmful requests, not injections; their block
   rate is printed for context only (no built-in guard is a content-moderation model).
@@ -20,8 +23,8 @@ Data (see ``../shared/data/SOURCES.md``; override the folder with ``AIAPP_DATA_D
 
 Latency: ``guard_p50_ms`` (and p90) of the default input stack (injection, secrets, PII, limits)
 over every deepset test and XSTest prompt, each seen for the first time (no score cache), measured
-interleaved with the ``accurate`` stack and the reference (one bare MiniLM embedding call on the
-same text) in this run.
+interleaved with the ``accurate`` stack and the reference (one bare embedding call of the
+multilingual encoder the ``full`` model reads, on the same text) in this run.
 
 Prints one JSON object per result, then a summary line. Not part of the test suite.
 ``--no-latency`` skips the (slow, on a busy machine) latency pass.
@@ -32,11 +35,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -44,7 +51,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from _common import emit, summary  # noqa: E402
-from aiapp.gateway.embedders import build_embedder  # noqa: E402
 from aiapp.guardrails import (  # noqa: E402
     PII_TYPES,
     InjectionGuard,
@@ -53,6 +59,8 @@ from aiapp.guardrails import (  # noqa: E402
     find_pii,
     match_signature,
 )
+from aiapp.guardrails._classifier import default_weights_path  # noqa: E402
+from aiapp.guardrails._multilingual import MultilingualEncoder  # noqa: E402
 
 DATA = Path(os.environ.get("AIAPP_DATA_DIR", ROOT.parent / "shared" / "data"))
 
@@ -76,23 +84,75 @@ def _prf(pred: list[bool], gold: list[bool]) -> dict[str, float]:
     }
 
 
+_GERMAN = re.compile(
+    r"\b(?:und|der|die|das|ich|nicht|ist|sie|mir|wie|was|ein|eine|für|mit|auf|du|bitte)\b", re.I
+)
+_SPANISH = re.compile(r"\b(?:el|la|los|las|que|por|para|una|del|es|y|todo|dime|cómo|qué)\b", re.I)
+
+
+def _language(text: str) -> str:
+    """A stop-word guess at the text's language: de, es or en (for error breakdowns only)."""
+    words = max(len(text.split()), 1)
+    de, es = len(_GERMAN.findall(text)) / words, len(_SPANISH.findall(text)) / words
+    if max(de, es) < 0.08:
+        return "en"
+    return "de" if de >= es else "es"
+
+
+def _fallback_weights(directory: Path) -> Path:
+    """A copy of the shipped weights whose primary ``full`` model is the fallback (MiniLM)."""
+    with np.load(default_weights_path()) as data:
+        arrays = {key: data[key] for key in data.files}
+    for key in [k for k in arrays if k.startswith("fallback_")]:
+        arrays[key.removeprefix("fallback_")] = arrays.pop(key)
+    path = directory / "fallback.npz"
+    np.savez(path, **arrays)
+    return path
+
+
 def injection(texts: list[str], labels: list[bool]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for model in ("auto", "accurate", "full", "lite"):
-        guard = InjectionGuard(model=model)
-        pred = [not guard.check(t).passed for t in texts]
-        results[model] = _prf(pred, labels)
-        escalated = guard.classifier.escalated if model in ("auto", "accurate") else None
-        emit(
-            {
-                "result": "injection",
-                "data": "deepset test",
-                "model": model,
-                "n": len(texts),
-                **results[model],
-                **({"escalated_to_full": escalated} if escalated is not None else {}),
-            }
-        )
+    with tempfile.TemporaryDirectory() as tmp:
+        fallback = _fallback_weights(Path(tmp))
+        runs: list[tuple[str, InjectionGuard]] = [
+            (m, InjectionGuard(model=m))
+            for m in ("auto", "accurate", "full", "lite")  # type: ignore[arg-type]
+        ]
+        runs.append(("fallback", InjectionGuard(weights=fallback)))
+        for model, guard in runs:
+            outcomes = [guard.check(t) for t in texts]
+            pred = [not o.passed for o in outcomes]
+            results[model] = _prf(pred, labels)
+            escalated = guard.classifier.escalated if model in ("auto", "accurate", "fallback") else None
+            features = "+".join(guard.classifier.weights.features) if model != "lite" else "ngrams"
+            emit(
+                {
+                    "result": "injection",
+                    "data": "deepset test",
+                    "model": model,
+                    "features": features,
+                    "n": len(texts),
+                    **results[model],
+                    **({"escalated_to_full": escalated} if escalated is not None else {}),
+                }
+            )
+            if model == "auto":
+                errors: Counter[str] = Counter()
+                languages: Counter[str] = Counter()
+                for text, gold, outcome in zip(texts, labels, outcomes, strict=True):
+                    language = _language(text)
+                    languages[language] += 1
+                    if gold == outcome.passed:  # a miss (gold injection, passed) or a false block
+                        by = "rule" if outcome.details.get("rule") else "classifier"
+                        errors[f"{'fn' if gold else 'fp'}:{language}:{by}"] += 1
+                emit(
+                    {
+                        "result": "injection_errors",
+                        "model": model,
+                        "texts_by_language": dict(sorted(languages.items())),
+                        "errors": dict(sorted(errors.items())),
+                    }
+                )
     rules = _prf([match_signature(t) is not None for t in texts], labels)
     emit({"result": "injection", "data": "deepset test", "model": "rules only", "n": len(texts), **rules})
     return results
@@ -155,10 +215,10 @@ def pii(records: list[dict[str, Any]]) -> tuple[float, float, dict[str, dict[str
 
 
 def latency(texts: list[str]) -> dict[str, float]:
-    embedder = build_embedder()
-    injection_guard = InjectionGuard(embedder=embedder)  # the default auto cascade, no shared cache
+    embedder = MultilingualEncoder()  # the full model's encoder, shared by both stacks
+    injection_guard = InjectionGuard(multilingual=embedder)  # the default auto cascade, no shared cache
     fresh = InputGuards([injection_guard, {"type": "secrets", "action": "redact"}, "pii", "limits"])
-    accurate_guard = InjectionGuard(model="accurate", embedder=embedder)
+    accurate_guard = InjectionGuard(model="accurate", multilingual=embedder)
     accurate = InputGuards([accurate_guard, {"type": "secrets", "action": "redact"}, "pii", "limits"])
     for warm in texts[:5]:
         embedder.embed([warm + " warm-up"], kind="query")
@@ -219,6 +279,7 @@ def main() -> None:
             "injection_accurate_f1": inj["accurate"]["f1"],
             "injection_full_f1": inj["full"]["f1"],
             "injection_lite_f1": inj["lite"]["f1"],
+            "injection_fallback_f1": inj["fallback"]["f1"],
             "reference_baseline_accuracy": 0.9655,
             "xstest_safe_block_rate": round(safe_rate, 4),
             "pii_precision": round(pii_p, 4),

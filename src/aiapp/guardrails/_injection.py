@@ -141,13 +141,16 @@ class InjectionGuard(Guard):
     """Blocks prompt-injection and jailbreak attempts in user input.
 
     Args:
-        model: ``auto`` (default: the n-gram model when it is confident, else MiniLM embeddings +
-            n-grams), ``accurate`` (the same cascade tuned for F1: embeds about half of all
-            inputs), ``full`` (always the embeddings) or ``lite`` (n-grams only: no embedding
-            model, fastest, least accurate).
+        model: ``auto`` (default: the n-gram model when it is confident, else multilingual
+            sentence embeddings + n-grams), ``accurate`` (the same cascade tuned for F1: embeds
+            more inputs), ``full`` (always the embeddings) or ``lite`` (n-grams only: no
+            embedding model, fastest, least accurate).
         threshold: Override the shipped decision threshold (higher blocks less).
         rules: Use the signature rules before the classifier.
-        embedder: An embedder for the ``full`` model (default: the shared local MiniLM).
+        embedder: The MiniLM embedder, for weights whose ``full`` model reads MiniLM features
+            (the fallback without the ``multilingual`` extra; default: the shared local MiniLM).
+        multilingual: The multilingual encoder for the ``full`` model (default: the shared
+            USE Multilingual v3).
         weights: Path to other weights written by ``scripts/train_injection_classifier.py``.
         segment_chars: Longer texts are scored by their first and last segments of this size.
         action: ``block`` (default), ``fallback``, ``flag``.
@@ -166,6 +169,7 @@ class InjectionGuard(Guard):
         threshold: float | None = None,
         rules: bool = True,
         embedder: Embedder | None = None,
+        multilingual: Embedder | None = None,
         weights: str | Path | None = None,
         segment_chars: int = 1500,
         action: Action | None = None,
@@ -173,9 +177,9 @@ class InjectionGuard(Guard):
     ) -> None:
         super().__init__(action=action, name=name)
         path = Path(weights) if weights is not None else None
-        if embedder is not None:
+        if embedder is not None or multilingual is not None:
             self.classifier = InjectionClassifier(
-                model=model, embedder=embedder, threshold=threshold, weights=path
+                model=model, embedder=embedder, multilingual=multilingual, threshold=threshold, weights=path
             )
         else:
             self.classifier = _shared_classifier(model, threshold, path)

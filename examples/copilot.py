@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from aiapp.agents import Agent, ApprovalDecision, ApprovalRequest, Limits, Secret, tool
+from aiapp.agents import Agent, ApprovalDecision, ApprovalRequest, AgentLimits, Secret, tool
 from aiapp.agents.tools import calculator, search_tool
 from aiapp.config import load_settings
 from aiapp.gateway import Gateway
@@ -178,7 +178,7 @@ def main() -> None:
         allow=["file_note"],  # side-effecting tools run only when granted...
         approval=approve,  # ...and this one also asks a human first
         secrets={"token": "tracker-s3cr3t"},
-        limits=Limits(max_steps=6, max_tool_calls_per_tool=3),
+        limits=AgentLimits(max_steps=6, max_tool_calls_per_tool=3),
     )
     run = copilot.run(
         "With 4 parallel requests and the default context window, what context size does a model get?",

@@ -31,6 +31,15 @@ def aiapp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_real_provider_calls() -> Iterator[None]:
+    """Nothing in the suite may reach a real provider; the loopback stub server stays allowed."""
+    from aiapp.testing import block_provider_calls
+
+    with block_provider_calls():
+        yield
+
+
 @pytest.fixture(scope="session")
 def _stub_session() -> Iterator[object]:
     from aiapp.testing import StubServer

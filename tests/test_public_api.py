@@ -50,7 +50,7 @@ def test_top_level_names() -> None:
 
 def test_layer_names() -> None:
     assert set(aiapp.gateway.__all__) >= {"Gateway", "Model", "RouteModel", "PriceTable", "register_provider"}
-    assert set(aiapp.gateway.__all__) >= {"ManualClock", "Target", "HealthBoard", "current_call"}
+    assert set(aiapp.gateway.__all__) >= {"ManualClock", "RouteDeployment", "HealthBoard", "current_call"}
     assert set(aiapp.gateway.cache.__all__) >= {"CachedModel", "SQLiteCacheStore", "SemanticIndex"}
     assert set(aiapp.gateway.budgets.__all__) >= {"BudgetLedger", "BudgetModel"}
     assert set(aiapp.tracing.__all__) >= {"TraceStore", "Tracer", "SpanRecord"}

@@ -23,6 +23,7 @@
         ├── MalformedResponseError   a 2xx reply we could not decode
         ├── AuthenticationError      401/403 or a missing key (not retryable)
         ├── BadRequestError          400/404/413/422 (not retryable)
+        ├── ProviderCallBlockedError a real provider call while tests forbid them; nothing was sent
         └── AllDeploymentsFailedError every deployment of a route failed; ``failures`` lists each
 
 Provider failures are mapped once, in :mod:`aiapp.gateway._errors`, from status codes and exception
@@ -223,6 +224,15 @@ class BadRequestError(ProviderError):
     default_retryable = False
 
 
+class ProviderCallBlockedError(ProviderError):
+    """A real provider call was attempted while they are blocked (``aiapp.testing.block_provider_calls``).
+
+    Nothing was sent. Not retryable: the test should use a fake, the stub server or a recording.
+    """
+
+    default_retryable = False
+
+
 class LimitExceededError(RateLimitError):
     """An rpm/tpm limit configured in aiapp would be exceeded, so no request was sent.
 
@@ -359,6 +369,7 @@ __all__ = [
     "MalformedResponseError",
     "OutputParseError",
     "PromptError",
+    "ProviderCallBlockedError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderServerError",

@@ -30,7 +30,7 @@ def test_agent_layer_names() -> None:
     assert set(aiapp.agents.__all__) >= {
         "Agent",
         "AgentRun",
-        "Limits",
+        "AgentLimits",
         "Memory",
         "ConversationMemory",
         "VectorMemory",

@@ -10,10 +10,10 @@ from agent_helpers import KeywordRetriever, gateway
 
 from aiapp.agents import (
     Agent,
+    AgentLimits,
     AgentStep,
     ApprovalDecision,
     ApprovalRequest,
-    Limits,
     Secret,
     ToolContext,
     approve_all,
@@ -105,9 +105,9 @@ def test_malformed_tool_call_goes_back_and_the_model_corrects_it() -> None:
 
 def test_invalid_calls_are_bounded() -> None:
     fake = FakeModel(default=[call("calculator", {"expr": "1"})])
-    run = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=Limits(max_retries=1)).run(
-        "1?"
-    )
+    run = Agent(
+        gateway=gateway(m=fake), model="m", tools=[calculator], limits=AgentLimits(max_retries=1)
+    ).run("1?")
     assert run.stop_reason == "invalid_tool_calls" and run.output is None
     assert "2 invalid calls of 'calculator' in a row (max_retries=1)" in run.detail
     assert fake.call_count == 2
@@ -125,7 +125,7 @@ def test_unknown_tool_is_reported_to_the_model() -> None:
 
 def test_step_limit_ends_the_run_with_its_reason() -> None:
     fake = FakeModel(default=[call("calculator", {"expression": "1+1"})])
-    agent = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=Limits(max_steps=3))
+    agent = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=AgentLimits(max_steps=3))
     run = agent.run("loop forever")
     assert run.stop_reason == "max_steps" and run.output is None and not run.ok
     assert run.detail == "reached max_steps=3 without a final answer"
@@ -136,7 +136,7 @@ def test_step_limit_ends_the_run_with_its_reason() -> None:
 
 def test_per_tool_call_cap() -> None:
     fake = FakeModel(default=[call("calculator", {"expression": "1+1"})])
-    limits = Limits(max_steps=10, max_tool_calls_per_tool=2)
+    limits = AgentLimits(max_steps=10, max_tool_calls_per_tool=2)
     run = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=limits).run("again")
     assert run.stop_reason == "max_tool_calls"
     assert "'calculator' reached max_tool_calls_per_tool=2" in run.detail
@@ -145,7 +145,7 @@ def test_per_tool_call_cap() -> None:
 
 def test_token_limit_stops_before_running_more_tools() -> None:
     fake = FakeModel(default=[call("calculator", {"expression": "1+1"})])
-    run = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=Limits(max_tokens=5)).run(
+    run = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=AgentLimits(max_tokens=5)).run(
         "count the words in this task please"
     )
     assert run.stop_reason == "max_tokens" and fake.call_count == 1
@@ -157,9 +157,9 @@ def test_cost_limit_and_unknown_cost() -> None:
         tool_calls=(call("calculator", {"expression": "1"}),), usage=Usage(input_tokens=10, cost_usd=0.02)
     )
     fake = FakeModel(default=priced)
-    run = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=Limits(max_cost_usd=0.05)).run(
-        "spend"
-    )
+    run = Agent(
+        gateway=gateway(m=fake), model="m", tools=[calculator], limits=AgentLimits(max_cost_usd=0.05)
+    ).run("spend")
     assert run.stop_reason == "max_cost" and fake.call_count == 3
     assert run.usage.cost_usd == pytest.approx(0.06)
 
@@ -168,7 +168,7 @@ def test_cost_limit_and_unknown_cost() -> None:
         gateway=gateway(m=FakeModel(default=unknown)),
         model="m",
         tools=[calculator],
-        limits=Limits(max_cost_usd=1.0),
+        limits=AgentLimits(max_cost_usd=1.0),
     ).run("spend")
     assert run.stop_reason == "max_cost" and "unknown" in run.detail and run.usage.cost_usd is None
 
@@ -183,9 +183,9 @@ def test_wall_time_limit() -> None:
         return "done"
 
     fake = FakeModel(default=[call("wait_forever", {})])
-    run = Agent(gateway=gateway(m=fake), model="m", tools=[wait_forever], limits=Limits(max_wall_s=0.05)).run(
-        "wait"
-    )
+    run = Agent(
+        gateway=gateway(m=fake), model="m", tools=[wait_forever], limits=AgentLimits(max_wall_s=0.05)
+    ).run("wait")
     assert run.stop_reason == "max_wall_time" and run.output is None
     assert run.tool_calls[0].status == "not_run"
 
@@ -206,7 +206,7 @@ def test_parallel_tool_calls_run_concurrently() -> None:
     fake = FakeModel(
         [[call("fetch", {"item": "a"}, id="a"), call("fetch", {"item": "b"}, id="b")], "got both"]
     )
-    run = Agent(gateway=gateway(m=fake), model="m", tools=[fetch], limits=Limits(max_wall_s=30)).run(
+    run = Agent(gateway=gateway(m=fake), model="m", tools=[fetch], limits=AgentLimits(max_wall_s=30)).run(
         "a and b"
     )
     assert run.ok and sorted(arrived) == ["a", "b"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent_helpers import KeywordRetriever, gateway
 
-from aiapp.agents import Agent, Limits
+from aiapp.agents import Agent, AgentLimits
 from aiapp.agents import _react as react
 from aiapp.agents.tools import calculator, search_tool
 from aiapp.config import Settings
@@ -80,7 +80,9 @@ def test_react_bare_input_for_a_one_argument_tool() -> None:
 
 def test_react_format_errors_are_bounded() -> None:
     fake = FakeModel(default="Action: calculator", info=NO_TOOLS)
-    run = Agent(gateway=gateway(m=fake), model="m", tools=[calculator], limits=Limits(max_retries=1)).run("x")
+    run = Agent(
+        gateway=gateway(m=fake), model="m", tools=[calculator], limits=AgentLimits(max_retries=1)
+    ).run("x")
     assert run.stop_reason == "invalid_tool_calls" and "do not follow the protocol" in run.detail
 
 

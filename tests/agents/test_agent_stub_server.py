@@ -100,12 +100,12 @@ def test_denied_approval_and_refusal_over_http(stub: StubServer) -> None:
 
 
 def test_step_limit_over_http(stub: StubServer) -> None:
-    from aiapp.agents import Limits
+    from aiapp.agents import AgentLimits
 
     stub.queue_replies(
         *[[ToolCall(id=f"c{i}", name="calculator", arguments='{"expression": "1"}')] for i in range(5)]
     )
-    run = Agent(gateway=stub_gateway(stub), tools=[calculator], limits=Limits(max_steps=2)).run("count")
+    run = Agent(gateway=stub_gateway(stub), tools=[calculator], limits=AgentLimits(max_steps=2)).run("count")
     assert run.stop_reason == "max_steps" and len(stub.requests("chat")) == 2
 
 

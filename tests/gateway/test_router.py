@@ -19,7 +19,7 @@ from aiapp.errors import (
     ProviderServerError,
     RateLimitError,
 )
-from aiapp.gateway import Gateway, ManualClock, Model, PriceTable, RouteModel, Target, iter_sync
+from aiapp.gateway import Gateway, ManualClock, Model, PriceTable, RouteDeployment, RouteModel, iter_sync
 from aiapp.testing import FakeModel, StubServer
 from aiapp.types import CallOptions, Completion, Message, StreamChunk
 
@@ -205,7 +205,7 @@ def test_all_failed_lists_skipped_deployments_too(clock: ManualClock) -> None:
 def test_weighted_strategy_splits_traffic_by_weight(clock: ManualClock) -> None:
     a, b = up("a"), up("b")
     route = RouteModel(
-        "r", [Target("a", a, weight=3), Target("b", b, weight=1)], strategy="weighted", clock=clock,
+        "r", [RouteDeployment("a", a, weight=3), RouteDeployment("b", b, weight=1)], strategy="weighted", clock=clock,
         rng=random.Random(42),
     )  # fmt: skip
     for _ in range(400):
@@ -240,7 +240,9 @@ def test_cost_strategy_prefers_the_cheapest_for_this_request(clock: ManualClock)
 
 def test_a_deployment_at_its_rpm_limit_is_skipped(clock: ManualClock) -> None:
     a, b = up("a", "from a"), up("b", "from b")
-    route = RouteModel("r", [Target("a", a, limits=Limits(rpm=2)), Target("b", b)], clock=clock)
+    route = RouteModel(
+        "r", [RouteDeployment("a", a, limits=Limits(rpm=2)), RouteDeployment("b", b)], clock=clock
+    )
     assert [route.complete(HI).text for _ in range(3)] == ["from a", "from a", "from b"]
     clock.advance(60)
     assert route.complete(HI).text == "from a"
@@ -262,7 +264,7 @@ class Slow(Model):
 
 async def test_a_slow_deployment_is_cut_at_its_timeout_and_fails_over() -> None:
     backup = up("b", "from b")
-    route = RouteModel("r", [Target("slow", Slow(), timeout_s=0.2), Target("b", backup)])
+    route = RouteModel("r", [RouteDeployment("slow", Slow(), timeout_s=0.2), RouteDeployment("b", backup)])
     reply = await route.acomplete(HI)
     assert reply.text == "from b" and reply.tried == ("slow", "b")
 

@@ -172,7 +172,13 @@ def test_request_log_counters_and_reset(stub: StubServer, client: openai.OpenAI)
     assert stub.stats()["requests"] == 2
     stub.reset()
     assert stub.requests() == []
-    assert stub.stats() == {"requests": 0, "faults_injected": 0, "pending_replies": 0, "pending_faults": 0}
+    assert stub.stats() == {
+        "requests": 0,
+        "faults_injected": 0,
+        "pending_replies": 0,
+        "pending_faults": 0,
+        "holding": 0,
+    }
 
 
 def test_connections_are_kept_alive(stub: StubServer) -> None:
@@ -211,7 +217,13 @@ def test_429_default_retry_after_and_client_retries_honour_it(stub: StubServer) 
     stub.inject("429", count=1, retry_after=0.05)
     with openai.OpenAI(base_url=stub.base_url, api_key="x", max_retries=1) as retrying:
         assert chat(retrying).choices[0].message.content == DEFAULT_TEXT
-    assert stub.stats() == {"requests": 2, "faults_injected": 1, "pending_replies": 0, "pending_faults": 0}
+    assert stub.stats() == {
+        "requests": 2,
+        "faults_injected": 1,
+        "pending_replies": 0,
+        "pending_faults": 0,
+        "holding": 0,
+    }
     stub.inject("429")
     response = httpx.post(stub.base_url + "/chat/completions", json={"model": "m", "messages": MESSAGES})
     assert response.status_code == 429 and response.headers["retry-after"] == "1"

@@ -4,7 +4,7 @@
   and docstring, pydantic-validated arguments, ``read_only``/``requires_approval``, injected
   :class:`Secret` and :class:`ToolContext` parameters the model never sees.
 - :class:`Agent` — ``run``/``arun``/``stream``/``astream`` a task: native tool calling, or the ReAct
-  text protocol for models without it; parallel tool calls; :class:`Limits` on steps, calls per tool,
+  text protocol for models without it; parallel tool calls; :class:`AgentLimits` on steps, calls per tool,
   tokens, cost and wall time, each ending the run with its stop reason.
 - :class:`AgentRun` — the result: output, steps, tool calls, usage, stop reason, trace id, success.
 - :class:`Memory` — :class:`ConversationMemory` and a :class:`LongTermMemory` — :class:`IndexMemory`
@@ -18,16 +18,16 @@ Traces: the run is an ``agent`` span; each model call (``llm``), tool call (``to
 """
 
 from aiapp.agents._agent import DEFAULT_SYSTEM, Agent, AgentStream, AsyncAgentStream
-from aiapp.agents._build import build_agent, open_index
+from aiapp.agents._build import build_agent, open_retriever
 from aiapp.agents._index_memory import IndexMemory
 from aiapp.agents._memory import ConversationMemory, LongTermMemory, Memory, MemoryScope, VectorMemory
 from aiapp.agents._run import (
+    AgentLimits,
     AgentRun,
     AgentStep,
     ApprovalDecision,
     ApprovalRequest,
     Approver,
-    Limits,
     StopReason,
     SuccessCheck,
     ToolCallRecord,
@@ -41,6 +41,7 @@ from aiapp.agents._tool import Secret, Tool, ToolContext, format_result, tool
 __all__ = [
     "DEFAULT_SYSTEM",
     "Agent",
+    "AgentLimits",
     "AgentRun",
     "AgentStep",
     "AgentStream",
@@ -51,7 +52,6 @@ __all__ = [
     "ConversationMemory",
     "Docstring",
     "IndexMemory",
-    "Limits",
     "LongTermMemory",
     "Memory",
     "MemoryScope",
@@ -67,7 +67,7 @@ __all__ = [
     "build_agent",
     "deny_all",
     "format_result",
-    "open_index",
+    "open_retriever",
     "parse_docstring",
     "tool",
 ]

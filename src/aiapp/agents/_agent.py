@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from aiapp.agents._loop import RunLoop
 from aiapp.agents._memory import Memory, MemoryScope
-from aiapp.agents._run import AgentRun, AgentStep, Approver, Limits, SuccessCheck
+from aiapp.agents._run import AgentLimits, AgentRun, AgentStep, Approver, SuccessCheck
 from aiapp.agents._tool import Secret, Tool, tool
 from aiapp.errors import InputError
 from aiapp.gateway import Gateway, iter_sync, run_sync
@@ -35,7 +35,7 @@ class Agent:
         model: The route (or ``provider/model``); default: the gateway's default route.
         tools: Tools (``@tool`` functions; plain functions are wrapped, as side-effecting tools).
         system: The system prompt.
-        limits: Steps, calls per tool, tokens, cost, wall time and retries (see :class:`Limits`).
+        limits: Steps, calls per tool, tokens, cost, wall time and retries (see :class:`AgentLimits`).
         allow: Side-effecting tools this agent may run (names, or ``"all"``). Read-only tools always run.
         approval: Callback deciding calls to tools that require approval; without one they are denied.
         memory: Conversation and long-term memory (a long-term store adds ``remember``/``recall`` tools).
@@ -63,7 +63,7 @@ class Agent:
         model: str | None = None,
         tools: Sequence[Tool | Callable[..., Any]] = (),
         system: str = DEFAULT_SYSTEM,
-        limits: Limits | None = None,
+        limits: AgentLimits | None = None,
         allow: Iterable[str] | Literal["all"] = (),
         approval: Approver | None = None,
         memory: Memory | None = None,
@@ -78,7 +78,7 @@ class Agent:
         self._gateway = gateway
         self._model = model
         self.system = system
-        self.limits = limits or Limits()
+        self.limits = limits or AgentLimits()
         self.approval = approval
         self.memory = memory
         self.protocol = protocol
@@ -166,7 +166,7 @@ class Agent:
 
         Returns:
             The run: ``output`` (``None`` unless ``stop_reason == "final_answer"``), steps, usage and
-            trace id. Limits end the run with a stop reason rather than an exception;
+            trace id. AgentLimits end the run with a stop reason rather than an exception;
             :meth:`AgentRun.raise_for_stop` turns that into :class:`~aiapp.errors.AgentLimitError`.
 
         Raises:

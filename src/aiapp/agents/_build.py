@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from aiapp.agents._agent import Agent
-from aiapp.agents._run import Approver, Limits
+from aiapp.agents._run import AgentLimits, Approver
 from aiapp.agents.tools import build_tools
 from aiapp.errors import InputError
 from aiapp.gateway import Gateway
 from aiapp.types import Retriever
 
 
-def open_index(gateway: Gateway, name: str | None = None, *, required: bool = True) -> Retriever | None:
+def open_retriever(gateway: Gateway, name: str | None = None, *, required: bool = True) -> Retriever | None:
     """The retrieval index ``name`` (default: ``retrieval.default_corpus``), its searches traced.
 
     Args:
@@ -67,18 +67,18 @@ def build_agent(
         allow_urls: The allowlist for ``http`` (required for it).
         approve_all: Every tool call needs approval.
         approval: The approval callback.
-        **options: :class:`Limits` fields (``max_steps=5``) and other :class:`Agent` arguments
+        **options: :class:`AgentLimits` fields (``max_steps=5``) and other :class:`Agent` arguments
             (``system=``, ``name=``).
 
     Raises:
         InputError: for an unknown tool or option, or a tool missing what it needs.
     """
     if "search" in tools and retriever is None:
-        retriever = open_index(gateway, index)
+        retriever = open_retriever(gateway, index)
     built = build_tools(
         list(tools), retriever=retriever, k=k, db=db, allow_urls=allow_urls, approve_all=approve_all
     )
-    limit_fields = {key: options.pop(key) for key in list(options) if key in Limits.model_fields}
+    limit_fields = {key: options.pop(key) for key in list(options) if key in AgentLimits.model_fields}
     allowed = set(inspect.signature(Agent).parameters) - {"gateway", "model", "tools", "approval"}
     unknown = sorted(set(options) - allowed)
     if unknown:
@@ -86,6 +86,6 @@ def build_agent(
     name = route or gateway.settings.default_route
     if "prefetch" not in options and "search" in tools and not gateway.model(name).info.supports_tools:
         options["prefetch"] = ["search"]
-    given: Limits = options.pop("limits", None) or Limits()
-    limits = Limits.model_validate({**given.model_dump(), **limit_fields})
+    given: AgentLimits = options.pop("limits", None) or AgentLimits()
+    limits = AgentLimits.model_validate({**given.model_dump(), **limit_fields})
     return Agent(gateway=gateway, model=name, tools=built, approval=approval, limits=limits, **options)

@@ -34,7 +34,7 @@ ToolStatus = Literal["ok", "error", "invalid_arguments", "unknown_tool", "refuse
 unknown name, no permission, approval denied), or never run because the run stopped first."""
 
 
-class Limits(BaseModel):
+class AgentLimits(BaseModel):
     """Bounds on one agent run; each one reached ends the run with its own stop reason.
 
     Attributes:

@@ -13,7 +13,7 @@ Works with any :class:`aiapp.types.Retriever` (``search(query, *, k) -> list[Hit
 
 from aiapp.apps._answer import Answer, AnswerStream, Citation, cited_numbers, render_context, strip_citations
 from aiapp.apps._chat import Conversation, Summarizer
-from aiapp.apps._rag import DEFAULT_PROMPT, Guard, RAGApp
+from aiapp.apps._rag import DEFAULT_PROMPT, RAGApp, TextFilter
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -21,9 +21,9 @@ __all__ = [
     "AnswerStream",
     "Citation",
     "Conversation",
-    "Guard",
     "RAGApp",
     "Summarizer",
+    "TextFilter",
     "cited_numbers",
     "render_context",
     "strip_citations",

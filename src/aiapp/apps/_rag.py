@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from aiapp.apps._chat import Conversation, Summarizer
     from aiapp.gateway import Gateway
 
-__all__ = ["DEFAULT_PROMPT", "Guard", "RAGApp"]
+__all__ = ["DEFAULT_PROMPT", "RAGApp", "TextFilter"]
 
-Guard = Callable[[str], str]
-"""An input or output guard: returns the (possibly rewritten) text, or raises to block it."""
+TextFilter = Callable[[str], str]
+"""An app-level check on text (``RAGApp(input_guards=..., output_guards=...)``): returns the
+(possibly rewritten) text, or raises to block it. Not to be confused with
+:class:`aiapp.guardrails.Guard`, the gateway's guard objects."""
 
 DEFAULT_PROMPT = Prompt(
     name="rag_default",
@@ -115,8 +117,8 @@ class RAGApp:
         model: str | None = None,
         options: CallOptions | None = None,
         variables: Mapping[str, Any] | None = None,
-        input_guards: Guard | Sequence[Guard] = (),
-        output_guards: Guard | Sequence[Guard] = (),
+        input_guards: TextFilter | Sequence[TextFilter] = (),
+        output_guards: TextFilter | Sequence[TextFilter] = (),
         max_context_chars: int = 12_000,
         name: str = "rag",
     ) -> None:
@@ -309,13 +311,13 @@ class RAGApp:
         return answer
 
 
-def _guards(guards: Guard | Sequence[Guard]) -> tuple[Guard, ...]:
+def _guards(guards: TextFilter | Sequence[TextFilter]) -> tuple[TextFilter, ...]:
     if callable(guards):
         return (guards,)
     return tuple(guards)
 
 
-def _apply(guards: Sequence[Guard], text: str) -> str:
+def _apply(guards: Sequence[TextFilter], text: str) -> str:
     for guard in guards:
         text = guard(text)
     return text

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         local/extractive baseline) gets the ReAct text protocol, and the search tool is run on the
         task first so it can answer from the results.
         """
-        from aiapp.agents import build_agent, open_index
+        from aiapp.agents import build_agent, open_retriever
 
         if task == "-":
             task = sys.stdin.read()
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         with gateway(config) as gw:
             retriever = None
             if not names:  # calculator, plus whatever the options make available
-                retriever = open_index(gw, index, required=index is not None)
+                retriever = open_retriever(gw, index, required=index is not None)
                 names = ["calculator"] + (["search"] if retriever is not None else [])
                 names += (["sql"] if db else []) + (["http"] if allow_url else [])
             if "sql" in names and not db:

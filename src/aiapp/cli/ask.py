@@ -82,7 +82,7 @@ def build_app(
 
     return RAGApp(
         gateway=gw,
-        retriever=open_index(gw.settings, corpus),
+        retriever=open_or_build_index(gw.settings, corpus),
         prompt=resolve_prompt(gw.settings, prompt),
         model=model,
         k=k,
@@ -108,7 +108,7 @@ def resolve_prompt(settings: Settings, ref: str | None) -> Any:
     return DEFAULT_PROMPT
 
 
-def open_index(settings: Settings, corpus: str | None) -> Any:
+def open_or_build_index(settings: Settings, corpus: str | None) -> Any:
     """Open the corpus index (``retrieval.default_corpus`` when ``corpus`` is ``None``).
 
     An index that was never built is built first from ``corpora/<name>/`` (once; later runs reuse it).

@@ -16,27 +16,31 @@ from aiapp.gateway._context import CallContext, current_call
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
 from aiapp.gateway._gateway import CheckResult, Gateway, PromptRef
 from aiapp.gateway._health import DeploymentHealth, HealthBoard
+from aiapp.gateway._layers import ENTRY_POINT_GROUP, LayerContext, LayerFactory, layers, register_layer
 from aiapp.gateway._model import Model, ModelInfo, collect
 from aiapp.gateway._pricing import PriceTable, TokenPrice
 from aiapp.gateway._registry import build_model, providers, register_provider
-from aiapp.gateway._route import RouteModel, Target, build_route
+from aiapp.gateway._route import RouteDeployment, RouteModel, build_route
 from aiapp.gateway._sync import iter_sync, run_sync
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "CallContext",
     "CheckResult",
     "Clock",
     "DeploymentHealth",
     "Gateway",
     "HealthBoard",
+    "LayerContext",
+    "LayerFactory",
     "ManualClock",
     "Model",
     "ModelInfo",
     "PriceTable",
     "PromptRef",
+    "RouteDeployment",
     "RouteModel",
     "SystemClock",
-    "Target",
     "TokenPrice",
     "build_model",
     "build_route",
@@ -44,9 +48,11 @@ __all__ = [
     "current_call",
     "error_for_status",
     "iter_sync",
+    "layers",
     "map_exception",
     "parse_retry_after",
     "providers",
+    "register_layer",
     "register_provider",
     "run_sync",
 ]

@@ -12,12 +12,14 @@ is added.
 
 from __future__ import annotations
 
-import importlib
+import functools
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiapp.config import Route, Settings
+from aiapp.errors import ConfigError
 from aiapp.gateway._model import Model
 
 if TYPE_CHECKING:
@@ -63,15 +65,39 @@ def layers() -> list[str]:
     return [name for _, name, _ in _LAYERS]
 
 
-#: Layers living outside the gateway package, imported when a route first needs them (so that
-#: ``import aiapp.gateway`` stays light and they may import the gateway): route field → module.
-_PLUGINS: dict[str, str] = {"guards": "aiapp.guardrails._layer"}
+#: The entry-point group through which packages outside the gateway (aiapp's own guardrails, or
+#: a third party's) offer a layer. An entry point is named after the route field it serves and
+#: points at its factory; it is loaded when a route first sets that field, so ``import
+#: aiapp.gateway`` stays light and the layer may import the gateway::
+#:
+#:     [project.entry-points."aiapp.layers"]
+#:     guards = "aiapp.guardrails._layer:guard_layer"
+ENTRY_POINT_GROUP = "aiapp.layers"
+
+
+@functools.cache
+def _offered() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def _load_plugins(context: LayerContext) -> None:
-    for field, module in _PLUGINS.items():
-        if context.config is not None and getattr(context.config, field, None) is not None:
-            importlib.import_module(module)
+    config = context.config
+    if config is None:
+        return
+    registered = {name for _, name, _ in _LAYERS}
+    for field in type(config).model_fields:
+        if field in registered or getattr(config, field, None) is None:
+            continue
+        entry = _offered().get(field)
+        if entry is None:
+            continue
+        factory = entry.load()  # importing its module registers it with @register_layer
+        if field not in {name for _, name, _ in _LAYERS}:
+            raise ConfigError(
+                f"the {ENTRY_POINT_GROUP!r} entry point {field!r} ({entry.value}) loaded "
+                f"{factory!r} but registered no layer named {field!r}",
+                field=f"routes.{context.route}.{field}",
+            )
 
 
 def apply_layers(context: LayerContext, model: Model) -> Model:

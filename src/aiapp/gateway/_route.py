@@ -59,7 +59,7 @@ _EXPLORE = 0.05  # share of calls on which the latency strategy re-measures a sl
 
 
 @dataclass(frozen=True)
-class Target:
+class RouteDeployment:
     """One deployment of a route.
 
     Attributes:
@@ -111,7 +111,7 @@ class RouteModel(Model):
 
     Args:
         name: The route's name (used in errors and traces).
-        deployments: ``(label, model)`` pairs or :class:`Target` values.
+        deployments: ``(label, model)`` pairs or :class:`RouteDeployment` values.
         strategy: ``fallback``, ``weighted``, ``latency`` or ``cost``.
         retries: Retry policy; ``None`` means no retries.
         breaker: Breaker policy; ``None`` means the default (3 failures, 30 s cooldown).
@@ -126,7 +126,7 @@ class RouteModel(Model):
     def __init__(
         self,
         name: str,
-        deployments: Sequence[tuple[str, Model] | Target],
+        deployments: Sequence[tuple[str, Model] | RouteDeployment],
         *,
         strategy: Strategy = "fallback",
         retries: RetryPolicy | None = None,
@@ -140,7 +140,7 @@ class RouteModel(Model):
     ) -> None:
         if not deployments:
             raise ValueError(f"route {name!r} has no deployments")
-        targets = [d if isinstance(d, Target) else Target(d[0], d[1]) for d in deployments]
+        targets = [d if isinstance(d, RouteDeployment) else RouteDeployment(d[0], d[1]) for d in deployments]
         self.name = name
         self.strategy: Strategy = strategy
         self.retries = retries or NO_RETRIES
@@ -415,7 +415,7 @@ def build_route(name: str, config: Route, gateway: Gateway) -> RouteModel:
     return RouteModel(
         name,
         [
-            Target(
+            RouteDeployment(
                 d.label,
                 build_model(d, gateway.prices),
                 weight=d.weight,

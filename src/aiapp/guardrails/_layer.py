@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiapp.errors import GuardrailError
-from aiapp.gateway._layers import LayerContext, register_layer
+from aiapp.gateway import LayerContext, register_layer
 from aiapp.gateway._model import Model, collect, completion_to_chunks
 from aiapp.guardrails._redact import RedactionMap
 from aiapp.guardrails._stack import GuardReport, InputGuards, OutputGuards

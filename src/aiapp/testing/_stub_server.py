@@ -45,7 +45,7 @@ from aiapp.testing._stub_wire import (
     stream_events,
 )
 
-FAULT_MODES = frozenset({"429", "500", "timeout", "garbage", "cut", "status"})
+FAULT_MODES = frozenset({"429", "500", "timeout", "garbage", "cut", "status", "hold"})
 """Fault modes accepted by ``inject`` (plus any three-digit status code given as the mode)."""
 
 _MAX_LOG = 1000
@@ -68,6 +68,8 @@ class _State:
         self.faults_injected = 0
         self.models: dict[str, None] = {DEFAULT_MODEL: None}
         self.ids = 0
+        self.release = threading.Event()  # "hold" streams wait on it before their last event
+        self.holding = 0
 
     def admit(
         self, path: str, endpoint: str, body: dict[str, Any]
@@ -106,6 +108,8 @@ class _State:
             self.latency_s = 0.0
             self.requests = 0
             self.faults_injected = 0
+        self.release.set()  # let any held stream finish
+        self.release = threading.Event()
 
     def stats(self) -> dict[str, int]:
         return {
@@ -113,6 +117,7 @@ class _State:
             "faults_injected": self.faults_injected,
             "pending_replies": len(self.replies),
             "pending_faults": sum(r["remaining"] for r in self.faults),
+            "holding": self.holding,
         }
 
 
@@ -200,6 +205,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.wfile.write(head + b"".join(chunks) + tail)
 
+    def _send_held_stream(self, events: list[bytes], fault: dict[str, Any]) -> None:
+        """Send all but the last event, then wait for ``release()`` (or ``seconds``) to send the rest.
+
+        A client that really streams sees its first chunks while the reply is still unfinished.
+        """
+        state = self.server.state
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for event in events[:-1]:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.flush()
+        release = state.release
+        with state.lock:
+            state.holding += 1
+        try:
+            release.wait(float(fault.get("seconds", 10)))
+        finally:
+            with state.lock:
+                state.holding -= 1
+        rest = [events[-1], b"data: [DONE]\n\n"]
+        self.wfile.write(b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in rest) + b"0\r\n\r\n")
+
     def _read_json(self) -> dict[str, Any] | None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -279,6 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
                 with state.lock:
                     state.latency_s = float(body.get("ms", 0)) / 1000
                 self._send_json({"ms": state.latency_s * 1000})
+            elif route == "/_stub/release":
+                state.release.set()
+                self._send_json({"released": True})
             elif route == "/_stub/reset":
                 state.reset()
                 self._send_json({"reset": True})
@@ -305,6 +337,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_stream([b"data: " + GARBAGE + b"\n\n"])
                 else:
                     self._send(200, GARBAGE)
+                return
+            elif mode == "hold" and stream:
+                content, calls, finish = plan_reply(body, state.next_reply())
+                self._send_held_stream(stream_events(body, n, content, calls, finish), fault)
                 return
             elif mode == "cut":
                 if stream:
@@ -502,7 +538,8 @@ class StubServer:
             mode: ``"429"`` (``retry_after`` seconds, default 1), ``"500"`` or any status code as a
                 string, ``"status"`` (with ``status=N``), ``"timeout"`` (sleep ``seconds``, default 30,
                 then answer), ``"garbage"`` (200 with a non-JSON body), ``"cut"`` (hang up mid-reply;
-                ``after`` chunks for streams).
+                ``after`` chunks for streams), ``"hold"`` (a stream that sends all but its last event,
+                then waits for :meth:`release`, or ``seconds``, default 10).
             count: How many matching requests the fault applies to.
             model: Only requests for this model match; ``None`` matches all.
             **params: Mode parameters, plus ``endpoint="chat"|"embeddings"`` to match one endpoint and
@@ -511,6 +548,10 @@ class StubServer:
         self._control(
             "POST", "/_stub/faults", {"faults": [{"mode": mode, "count": count, "model": model, **params}]}
         )
+
+    def release(self) -> None:
+        """Let streams held by an injected ``"hold"`` fault send their last event."""
+        self._control("POST", "/_stub/release", {})
 
     def set_latency(self, ms: float) -> None:
         """Add ``ms`` milliseconds before every chat and embedding reply."""

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from aiapp.errors import AuthenticationError
+from aiapp.gateway._allow import check_provider_call
 from aiapp.gateway._errors import map_exception
 from aiapp.gateway.embedders._base import Embedder, TextKind, Vectors, normalize
 
@@ -62,6 +63,7 @@ class OpenAIEmbedder(Embedder):
 
     def embed(self, texts: Sequence[str], *, kind: TextKind = "document") -> Vectors:
         """Embed texts in batches of ``batch_size``."""
+        check_provider_call(self.name, self.api_base)
         rows: list[list[float]] = []
         client = self._get_client()
         for start in range(0, len(texts), self.batch_size):

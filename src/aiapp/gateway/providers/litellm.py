@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 from typing import Any
 
+from aiapp.gateway._allow import check_provider_call
 from aiapp.gateway._errors import map_exception
 from aiapp.gateway._model import Model, ModelInfo
 from aiapp.gateway._pricing import PriceTable
@@ -87,6 +88,7 @@ class LiteLLMModel(Model):
                     f"no API key: set the environment variable {self._api_key_env}", deployment=self.name
                 )
             body["api_key"] = key
+        check_provider_call(self.name, self.api_base)  # after the key check: a missing key says so
         return body
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiapp.errors import AuthenticationError
+from aiapp.gateway._allow import check_provider_call
 from aiapp.gateway._model import Model, ModelInfo
 from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway.providers._http import HttpClient
@@ -77,6 +78,7 @@ class OpenAICompatibleModel(Model):
     def _http(self) -> HttpClient:
         if self._client is None:
             self._client = HttpClient({"Authorization": f"Bearer {self._key()}"}, deployment=self.name)
+        check_provider_call(self.name, self.api_base)  # after the key check: a missing key says so
         return self._client
 
     def _request(

@@ -16,6 +16,12 @@ What it does, printing one JSON object per step (the last line is the summary):
 5. nDCG@10 for BM25, dense and hybrid search on the 300 test claims, recall@100 for hybrid, and
    the p50 latency of a hybrid query. Chunks are ranked, then folded into documents (best chunk).
 
+Steps 1, 2, 4 and 5 run twice in the same process, once per runtime of the local MiniLM:
+``torch`` (sentence-transformers, the reference) and ``onnx`` (ONNX Runtime, the default), each
+with its own ``AIAPP_HOME`` (so its own embedding cache). Step 3 also times the two runtimes'
+raw embedding of the same texts with the same batch size, alternating block by block
+(``onnx_vs_torch_embed``). The summary line carries both rows and their differences.
+
 Published anchors on this test set: BM25 0.679 (Anserini) / 0.687 (bm25s); all-MiniLM-L6-v2 0.645 (MTEB).
 """
 
@@ -40,7 +46,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from _common import emit, percentile
-from aiapp.config import load_settings
+from aiapp.config import Settings, load_settings
+from aiapp.gateway.embedders import build_embedder
 from aiapp.retrieval import Chunker, Document, Index, token_counter
 from aiapp.retrieval.stores import Fusion
 
@@ -122,57 +129,27 @@ def evaluate(
     return sum(scores) / len(scores), latencies
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument(
-        "--home", type=Path, default=REPO / ".aiapp" / "bench-scifact", help="AIAPP_HOME for the run"
-    )
-    parser.add_argument("--fresh-cache", action="store_true", help="clear the embedding cache first")
-    parser.add_argument(
-        "--limit-docs", type=int, default=0, help="index only the first N documents (smoke test)"
-    )
-    parser.add_argument(
-        "--limit-queries", type=int, default=0, help="use only the first N queries (smoke test)"
-    )
-    parser.add_argument("--blocks", type=int, default=8, help="blocks of the throughput comparison")
-    parser.add_argument(
-        "--paired-fraction",
-        type=float,
-        default=0.1,
-        help="fraction of the documents (every n-th) for the ingest-vs-encoder comparison; 1 = all",
-    )
-    args = parser.parse_args()
-
-    if args.fresh_cache:
-        shutil.rmtree(args.home / "cache", ignore_errors=True)
-    shutil.rmtree(args.home / "indexes", ignore_errors=True)
-    os.environ["AIAPP_HOME"] = str(args.home)
-    settings = load_settings(REPO / "configs" / "aiapp.yaml")
-    settings.home = args.home
-
-    docs = load_corpus(args.data)
-    if args.limit_docs:
-        docs = docs[: args.limit_docs]
-    test_queries, test_qrels = load_test(args.data)
-    train_queries, train_qrels = load_train(args.data, set(test_queries.values()))
-    if args.limit_queries:
-        test_queries = dict(list(test_queries.items())[: args.limit_queries])
-        train_queries = dict(list(train_queries.items())[: args.limit_queries])
+def run_runtime(
+    runtime: str,
+    settings: Settings,
+    docs: list[Document],
+    test: tuple[dict[str, str], dict[str, set[str]]],
+    train: tuple[dict[str, str], dict[str, set[str]]],
+    args: argparse.Namespace,
+    torch_model: Any,
+) -> dict[str, Any]:
+    """Ingest, choose the fusion on train claims, and score the test claims with one runtime."""
+    test_queries, test_qrels = test
+    train_queries, train_qrels = train
     cfg = settings.retrieval
-    emit({"step": "data", "docs": len(docs), "test_queries": len(test_queries), "train_queries": len(train_queries),
-          "embedder": cfg.embedder, "chunk_tokens": cfg.chunk_tokens, "chunk_overlap": cfg.chunk_overlap,
-          "store": cfg.backend})  # fmt: skip
-
-    index = Index.open("scifact", settings)
-    embedder = index.embedder
-    _ = embedder.embed(["warm up"])  # load torch and the model outside every timed region
-
+    embedder = build_embedder(cfg.embedder, runtime=runtime)  # type: ignore[arg-type]
+    _ = embedder.embed(["warm up"])  # load the runtime and the model outside every timed region
+    index = Index.open("scifact", settings, embedder=embedder)
     start = time.perf_counter()
     report = index.ingest(docs)
     cold_s = time.perf_counter() - start
     cache_used = report.embeddings_cached > 0
-    emit({"step": "ingest_cold", "seconds": round(cold_s, 2), "chunks": report.chunks_total,
+    emit({"step": "ingest_cold", "runtime": runtime, "seconds": round(cold_s, 2), "chunks": report.chunks_total,
           "embedded": report.chunks_embedded, "from_cache": report.embeddings_cached,
           "corpus_version": report.corpus_version})  # fmt: skip
 
@@ -180,66 +157,16 @@ def main() -> None:
     again = index.ingest(docs)
     unchanged_s = time.perf_counter() - start
     assert again.unchanged == len(docs) and not (again.added or again.changed or again.removed)
-    emit(
-        {"step": "ingest_unchanged", "seconds": round(unchanged_s, 4), "corpus_version": again.corpus_version}
-    )
+    emit({"step": "ingest_unchanged", "runtime": runtime, "seconds": round(unchanged_s, 4)})
 
-    # Throughput against the reference: the model's own encode of exactly the texts the ingest
-    # embeds. A subset is cut into blocks; each block is encoded and cold-ingested (fresh index, no
-    # cache) back to back, alternating which goes first, so a machine whose load swings during the
-    # run (shared CPUs) weighs both sides alike.
-    subset = docs[:: max(1, round(1 / max(min(args.paired_fraction, 1.0), 0.01)))]
-    chunker = Chunker(
-        chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap, tokens=token_counter(embedder)
-    )
-    model: Any = embedder.model  # type: ignore[attr-defined]
-    cold_settings = settings.model_copy(
-        update={"retrieval": cfg.model_copy(update={"embedding_cache": False})}
-    )
-    cold_settings.home = settings.home
-    blocks = max(1, min(args.blocks, len(subset)))
-    encode_times: list[float] = []
-    ingest_times: list[float] = []
-    n_texts = 0
-    for b in range(blocks):
-        block = subset[b::blocks]
-        texts = [c.embed_text for d in block for c in chunker.chunk(d)]
-        n_texts += len(texts)
-        for which in ("encode", "ingest") if b % 2 == 0 else ("ingest", "encode"):
-            if which == "encode":
-                start = time.perf_counter()
-                model.encode(
-                    texts,
-                    batch_size=64,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                encode_times.append(time.perf_counter() - start)
-                continue
-            name = f"scifact-paired-{b}"
-            with Index.open(name, cold_settings, embedder=embedder) as paired:
-                start = time.perf_counter()
-                paired_report = paired.ingest(block)
-                ingest_times.append(time.perf_counter() - start)
-            assert paired_report.embeddings_cached == 0 and paired_report.chunks_embedded == len(texts)
-            shutil.rmtree(settings.home / "indexes" / name, ignore_errors=True)
-    encoder_docs_per_s = len(subset) / sum(encode_times)
-    ingest_docs_per_s = len(subset) / sum(ingest_times)
-    emit({"step": "ingest_vs_encoder", "docs": len(subset), "texts": n_texts, "blocks": blocks,
-          "encode_s": [round(t, 2) for t in encode_times], "ingest_s": [round(t, 2) for t in ingest_times],
-          "encoder_docs_per_s": round(encoder_docs_per_s, 2), "ingest_docs_per_s": round(ingest_docs_per_s, 2),
-          "full_corpus_ingest_docs_per_s": round(len(docs) / cold_s, 2)})  # fmt: skip
-
-    # Choose the fusion on train claims only.
-    train: dict[str, float] = {}
+    train_scores: dict[str, float] = {}
     for fusion in ("dbsf", "rrf"):
         index.config = cfg.model_copy(update={"fusion": fusion})
-        train[fusion], _ = evaluate(index, train_queries, train_qrels, "hybrid")
-    chosen = max(train, key=lambda f: train[f])
+        train_scores[fusion], _ = evaluate(index, train_queries, train_qrels, "hybrid")
+    chosen = max(train_scores, key=lambda f: train_scores[f])
     index.config = cfg.model_copy(update={"fusion": chosen})
-    emit({"step": "fusion_on_train", "ndcg10_train": {f: round(v, 4) for f, v in train.items()}, "chosen": chosen,
-          "rrf_k": cfg.rrf_k, "candidates": cfg.candidates})  # fmt: skip
+    emit({"step": "fusion_on_train", "runtime": runtime, "ndcg10_train": {f: round(v, 4) for f, v in train_scores.items()},
+          "chosen": chosen, "rrf_k": cfg.rrf_k, "candidates": cfg.candidates})  # fmt: skip
 
     results: dict[str, float] = {}
     latencies: list[float] = []
@@ -247,13 +174,8 @@ def main() -> None:
         results[mode], lat = evaluate(index, test_queries, test_qrels, mode)
         if mode == "hybrid":
             latencies = lat
-        emit(
-            {
-                "step": f"test_{mode}",
-                "ndcg10": round(results[mode], 4),
-                "p50_ms": round(percentile(lat, 50), 2),
-            }
-        )
+        emit({"step": f"test_{mode}", "runtime": runtime, "ndcg10": round(results[mode], 4),
+              "p50_ms": round(percentile(lat, 50), 2)})  # fmt: skip
     # Where a hybrid query's time goes: the model encoding the query, and the engine's fused search.
     shard, manifest = index._current_shard()
     sparse_encoder = index._sparse_encoder(manifest)
@@ -267,37 +189,157 @@ def main() -> None:
         start = time.perf_counter()
         shard.search(dense=vector, sparse=sparse, mode="hybrid", k=50, fusion=fusion)
         engine_ms.append((time.perf_counter() - start) * 1000.0)
-    emit({"step": "query_breakdown", "query_embed_p50_ms": round(percentile(embed_ms, 50), 2),
-          "engine_hybrid_p50_ms": round(percentile(engine_ms, 50), 3)})  # fmt: skip
     recalls = [
         recall_at(doc_ranking(index, text, k=300, mode="hybrid"), test_qrels[q])
         for q, text in test_queries.items()
     ]
-    recall100 = sum(recalls) / len(recalls)
     index.close()
-
-    emit({
-        "benchmark": "retrieval_scifact",
+    return {
+        "runtime": runtime,
         "ndcg10_sparse": round(results["sparse"], 4),
         "ndcg10_dense": round(results["dense"], 4),
         "ndcg10_hybrid": round(results["hybrid"], 4),
-        "recall100_hybrid": round(recall100, 4),
-        "encoder_docs_per_s": round(encoder_docs_per_s, 2),
-        "ingest_docs_per_s": round(ingest_docs_per_s, 2),
-        "ingest_vs_encoder": round(ingest_docs_per_s / encoder_docs_per_s, 3),
+        "recall100_hybrid": round(sum(recalls) / len(recalls), 4),
+        "fusion": chosen,
+        "ingest_cold_s": round(cold_s, 2),
         "full_corpus_ingest_docs_per_s": round(len(docs) / cold_s, 2),
         "reingest_unchanged_s": round(unchanged_s, 4),
-        "ingest_cold_s": round(cold_s, 2),
-        "cold_vs_unchanged": round(cold_s / unchanged_s, 1),
+        "embedding_cache_used": cache_used,
         "query_p50_ms": round(percentile(latencies, 50), 2),
         "query_embed_p50_ms": round(percentile(embed_ms, 50), 2),
         "engine_hybrid_p50_ms": round(percentile(engine_ms, 50), 3),
-        "fusion": chosen,
-        "embedding_cache_used": cache_used,
         "chunks": report.chunks_total,
+    }
+
+
+def throughput(
+    settings: Settings, docs: list[Document], args: argparse.Namespace, onnx: Any, torch_model: Any
+) -> dict[str, Any]:
+    """The same texts embedded by sentence-transformers' ``encode``, by the ONNX embedder, and by a
+    cold ingest (ONNX, no cache), batch size 64, in blocks run back to back in alternating order."""
+    cfg = settings.retrieval
+    subset = docs[:: max(1, round(1 / max(min(args.paired_fraction, 1.0), 0.01)))]
+    chunker = Chunker(
+        chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap, tokens=token_counter(onnx)
+    )
+    cold_settings = settings.model_copy(
+        update={"retrieval": cfg.model_copy(update={"embedding_cache": False})}
+    )
+    cold_settings.home = settings.home
+    blocks = max(1, min(args.blocks, len(subset)))
+    times: dict[str, list[float]] = {"torch": [], "onnx": [], "ingest": []}
+    n_texts = 0
+    onnx.batch_size = 64
+    for b in range(blocks):
+        block = subset[b::blocks]
+        texts = [c.embed_text for d in block for c in chunker.chunk(d)]
+        n_texts += len(texts)
+        order = ("torch", "onnx", "ingest") if b % 2 == 0 else ("ingest", "onnx", "torch")
+        for which in order:
+            if which == "torch":
+                start = time.perf_counter()
+                torch_model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                   show_progress_bar=False)  # fmt: skip
+                times["torch"].append(time.perf_counter() - start)
+            elif which == "onnx":
+                start = time.perf_counter()
+                onnx.embed(texts)
+                times["onnx"].append(time.perf_counter() - start)
+            else:
+                name = f"scifact-paired-{b}"
+                with Index.open(name, cold_settings, embedder=onnx) as paired:
+                    start = time.perf_counter()
+                    paired_report = paired.ingest(block)
+                    times["ingest"].append(time.perf_counter() - start)
+                assert paired_report.embeddings_cached == 0 and paired_report.chunks_embedded == len(texts)
+                shutil.rmtree(settings.home / "indexes" / name, ignore_errors=True)
+    rates = {k: n_texts / sum(v) for k, v in times.items()}
+    row = {"step": "onnx_vs_torch_embed", "docs": len(subset), "texts": n_texts, "blocks": blocks, "batch_size": 64,
+           "threads": onnx.threads, "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
+           "torch_texts_per_s": round(rates["torch"], 2), "onnx_texts_per_s": round(rates["onnx"], 2),
+           "onnx_ingest_texts_per_s": round(rates["ingest"], 2),
+           "onnx_vs_torch": round(rates["onnx"] / rates["torch"], 3),
+           "onnx_ingest_vs_torch_encode": round(rates["ingest"] / rates["torch"], 3)}  # fmt: skip
+    emit(row)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--home", type=Path, default=REPO / ".aiapp" / "bench-scifact", help="AIAPP_HOME for the run"
+    )
+    parser.add_argument("--fresh-cache", action="store_true", help="clear the embedding caches first")
+    parser.add_argument(
+        "--limit-docs", type=int, default=0, help="index only the first N documents (smoke test)"
+    )
+    parser.add_argument(
+        "--limit-queries", type=int, default=0, help="use only the first N queries (smoke test)"
+    )
+    parser.add_argument("--blocks", type=int, default=8, help="blocks of the throughput comparison")
+    parser.add_argument(
+        "--paired-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of the documents (every n-th) for the throughput comparison; 1 = all",
+    )
+    parser.add_argument(
+        "--runtimes", default="torch,onnx", help="local MiniLM runtimes to score (torch is the reference)"
+    )
+    args = parser.parse_args()
+
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    docs = load_corpus(args.data)
+    if args.limit_docs:
+        docs = docs[: args.limit_docs]
+    test = load_test(args.data)
+    train = load_train(args.data, set(test[0].values()))
+    if args.limit_queries:
+        test = (dict(list(test[0].items())[: args.limit_queries]), test[1])
+        train = (dict(list(train[0].items())[: args.limit_queries]), train[1])
+
+    def settings_for(runtime: str) -> Settings:
+        home = args.home / runtime
+        if args.fresh_cache:
+            shutil.rmtree(home / "cache", ignore_errors=True)
+        shutil.rmtree(home / "indexes", ignore_errors=True)
+        os.environ["AIAPP_HOME"] = str(home)
+        settings = load_settings(REPO / "configs" / "aiapp.yaml")
+        settings.home = home
+        return settings
+
+    cfg = settings_for(runtimes[0]).retrieval
+    emit({"step": "data", "docs": len(docs), "test_queries": len(test[0]), "train_queries": len(train[0]),
+          "embedder": cfg.embedder, "runtimes": runtimes, "chunk_tokens": cfg.chunk_tokens,
+          "chunk_overlap": cfg.chunk_overlap, "store": cfg.backend})  # fmt: skip
+
+    from aiapp.gateway.embedders.local import LocalEmbedder
+
+    torch_model = LocalEmbedder().model if "torch" in runtimes else None
+    rows = {r: run_runtime(r, settings_for(r), docs, test, train, args, torch_model) for r in runtimes}
+    speed: dict[str, Any] = {}
+    if {"torch", "onnx"} <= set(rows):
+        onnx = build_embedder(cfg.embedder, runtime="onnx")
+        speed = throughput(settings_for("onnx"), docs, args, onnx, torch_model)
+
+    summary: dict[str, Any] = {
+        "benchmark": "retrieval_scifact",
         "docs": len(docs),
-        "anchors": {"bm25_anserini": 0.679, "bm25s": 0.687, "minilm_mteb": 0.645},
-    })  # fmt: skip
+        "rows": list(rows.values()),
+    }
+    if {"torch", "onnx"} <= set(rows):
+        t, o = rows["torch"], rows["onnx"]
+        summary["onnx_minus_torch"] = {
+            k: round(o[k] - t[k], 4)
+            for k in ("ndcg10_sparse", "ndcg10_dense", "ndcg10_hybrid", "recall100_hybrid")
+        }
+        summary["within_0.005"] = all(abs(o[k] - t[k]) <= 0.005 for k in ("ndcg10_dense", "ndcg10_hybrid"))
+        summary["onnx_vs_torch_embed"] = speed.get("onnx_vs_torch")
+        summary["onnx_ingest_vs_torch_encode"] = speed.get("onnx_ingest_vs_torch_encode")
+        summary["query_embed_p50_ms"] = {r: rows[r]["query_embed_p50_ms"] for r in rows}
+    summary["anchors"] = {"bm25_anserini": 0.679, "bm25s": 0.687, "minilm_mteb": 0.645}
+    emit(summary)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,16 @@ from aiapp.retrieval import Index
 
 
 @pytest.fixture(scope="session")
-def minilm() -> Embedder:
-    """The bundled all-MiniLM-L6-v2, loaded once for the whole session."""
+def minilm(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """The bundled all-MiniLM-L6-v2 (the default runtime), loaded once for the whole session.
+
+    The ONNX runtime's graph is built into a session folder, not the developer's ``~/.aiapp``.
+    """
     from aiapp.gateway.embedders import build_embedder
 
     embedder = build_embedder()
+    if hasattr(embedder, "cache_dir"):
+        embedder.cache_dir = tmp_path_factory.mktemp("models")
     embedder.embed(["warm up"])
     return embedder
 

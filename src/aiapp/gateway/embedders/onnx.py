@@ -58,7 +58,7 @@ _ALIGN = 1 << 16  # external tensors start on 64 KiB boundaries, so they can be 
 _EXTERNAL_MIN = 1 << 16
 
 _lock = threading.Lock()
-_sessions: dict[str, tuple[Any, Any]] = {}  # graph path -> (InferenceSession, Tokenizer), per process
+_sessions: dict[str, tuple[Any, Any]] = {}  # weights hash, graph version, threads -> (session, tokenizer)
 _weight_hashes: dict[tuple[str, int, int], str] = {}
 
 
@@ -247,29 +247,28 @@ def weights_sha256(path: Path, memo_dir: Path | None = None) -> str:
     """sha256 of the weights file, remembered by (path, size, mtime) in memory and in ``memo_dir``."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    found = _weight_hashes.get(key)
-    if found:
-        return found
     memo = memo_dir / "weights.json" if memo_dir is not None else None
+    found = _weight_hashes.get(key)
+    on_disk = False
     if memo is not None:
         try:
             record = json.loads(memo.read_text())
             if [record.get("path"), record.get("size"), record.get("mtime_ns")] == list(key):
-                found = str(record["sha256"])
+                found, on_disk = str(record["sha256"]), True
         except (OSError, ValueError, KeyError, TypeError):
-            found = None
+            pass
     if not found:
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
         found = digest.hexdigest()
-        if memo is not None:
-            record = {"path": key[0], "size": key[1], "mtime_ns": key[2], "sha256": found}
-            try:
-                atomic_write(memo, json.dumps(record))
-            except OSError as exc:  # a read-only home still works, it just hashes every time
-                log.debug("cannot remember the weights hash in %s: %s", memo, exc)
+    if memo is not None and not on_disk:
+        record = {"path": key[0], "size": key[1], "mtime_ns": key[2], "sha256": found}
+        try:
+            atomic_write(memo, json.dumps(record))
+        except OSError as exc:  # a read-only home still works, it just hashes in every process
+            log.debug("cannot remember the weights hash in %s: %s", memo, exc)
     _weight_hashes[key] = found
     return found
 
@@ -325,12 +324,14 @@ def _open(model_dir: Path, cache_dir: Path, threads: int) -> tuple[Any, Any]:
         from tokenizers import Tokenizer
     except ImportError as exc:
         raise _missing_extra(exc) from exc
-    path = ensure_graph(model_dir, cache_dir)
-    key = f"{path}:{threads}"
+    # One session per weights and thread count in a process, whatever the cache folder: a process
+    # that switches AIAPP_HOME (tests, notebooks) neither rebuilds the graph nor loads it twice.
+    key = f"{weights_sha256(model_dir / 'model.safetensors', cache_dir)}:g{GRAPH_VERSION}:{threads}"
     with _lock:
         found = _sessions.get(key)
         if found is not None:
             return found
+        path = ensure_graph(model_dir, cache_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -388,9 +389,12 @@ class OnnxEmbedder(Embedder):
         self.dim = _HIDDEN
         self.max_tokens = MAX_TOKENS
         self._counter: Any = None
+        self._loaded: tuple[Any, Any] | None = None
 
     def _parts(self) -> tuple[Any, Any]:
-        return _open(Path(self.model_path), self.cache_dir, self.threads)
+        if self._loaded is None:
+            self._loaded = _open(Path(self.model_path), self.cache_dir, self.threads)
+        return self._loaded
 
     @property
     def session(self) -> Any:

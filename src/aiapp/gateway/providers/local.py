@@ -20,6 +20,8 @@ returned only when it covers enough of the question's IDF-weighted terms and sco
 the best one. A question-bigram bonus was tried and dropped: it favoured sentences that merely name the
 topic ("Tar Heel", "cobalt-60") over those that answer, on ClapNQ and on the Ollama FAQ alike.
 ``benchmarks/local_baseline.py`` measures the model; its report is the reference for these choices.
+When the local MiniLM is installed, that lexical score gates whether the context answers, and
+``_extractive.choose`` picks the sentences by meaning as well as words (see that module).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 
 from aiapp.errors import InputError
 from aiapp.gateway._model import Model, ModelInfo
+from aiapp.gateway.providers._extractive import MeaningScorer, choose
 from aiapp.types import CallOptions, Completion, FinishReason, Message, Usage
 
 __all__ = ["MODEL_NAME", "NO_ANSWER", "NO_CONTEXT", "ExtractiveAnswer", "ExtractiveModel", "count_tokens"]
@@ -164,6 +167,7 @@ class _Sentence:
     heading_terms: frozenset[str]
     candidate: bool  # may be returned as (part of) an answer
     code: bool  # a line of a fenced code block
+    heading: str = ""  # the section heading's text (read with the sentence when scoring meaning)
 
 
 @dataclass(frozen=True)
@@ -195,14 +199,24 @@ class ExtractiveModel(Model):
         max_sentences: Most sentences per answer; ``options.extra["max_sentences"]`` overrides it per call.
         max_context_chars: Only this many leading characters of the context are read; the rest is
             ignored silently, which keeps latency bounded on oversized prompts.
+        semantic: Also rank sentences by meaning (the local MiniLM; see ``_extractive``).
+        embedder: The embedder for that (default: the ONNX MiniLM, loaded on first use).
     """
 
     name = MODEL_NAME
     info = ModelInfo(supports_tools=False, supports_streaming=True, supports_json=True)
 
-    def __init__(self, *, max_sentences: int = 3, max_context_chars: int = 200_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_sentences: int = 3,
+        max_context_chars: int = 200_000,
+        semantic: bool = True,
+        embedder: object | None = None,
+    ) -> None:
         self.max_sentences = _check_positive("max_sentences", max_sentences)
         self.max_context_chars = _check_positive("max_context_chars", max_context_chars)
+        self._meaning = MeaningScorer(embedder, enabled=semantic)
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         """Answer the last user question from the ``<context>`` in ``messages``.
@@ -263,7 +277,7 @@ class ExtractiveModel(Model):
         sentences = _split_context(context)
         if not sentences:
             return ExtractiveAnswer(NO_CONTEXT, (), False)
-        chosen = _select(_terms(question), question, sentences, limit)
+        chosen = _select(_terms(question), question, sentences, limit, self._meaning(question, sentences))
         if not chosen:
             return ExtractiveAnswer(NO_ANSWER, (), False)
         parts: list[str] = []
@@ -344,13 +358,16 @@ def _segment(lines: list[str], source: int | None, heading: str, out: list[_Sent
     paragraph: list[str] = []
     in_fence = False
     heading_terms = frozenset(_terms(heading))
+    section = [heading]
 
     def add(text: str, *, code: bool) -> None:
         text = " ".join(text.split())
         terms = _terms(text if code else _LINK_RE.sub(r"\1", text))  # link targets are not content
         if terms:  # very short prose fragments ("Belgian") are kept for IDF but never returned
             candidate = code or len(_WORD_RE.findall(text)) >= 3
-            out.append(_Sentence(text, source, len(out), tuple(terms), heading_terms, candidate, code))
+            out.append(
+                _Sentence(text, source, len(out), tuple(terms), heading_terms, candidate, code, section[0])
+            )
 
     def flush() -> None:
         text = _JSX_TAG_RE.sub(" ", " ".join(paragraph)).strip()
@@ -378,6 +395,7 @@ def _segment(lines: list[str], source: int | None, heading: str, out: list[_Sent
         elif heading_match := _HEADING_RE.match(line):
             flush()  # headings are not answers, but their terms count for the sentences below them
             heading_terms = frozenset(_terms(heading_match.group(1)))
+            section[0] = heading_match.group(1)
         elif list_item := _LIST_RE.match(line):
             flush()
             paragraph.append(list_item.group(1))
@@ -390,9 +408,17 @@ def _segment(lines: list[str], source: int | None, heading: str, out: list[_Sent
 
 
 def _select(
-    question_terms: list[str], question: str, sentences: list[_Sentence], limit: int
+    question_terms: list[str],
+    question: str,
+    sentences: list[_Sentence],
+    limit: int,
+    meaning: list[float] | None = None,
 ) -> list[_Sentence]:
-    """Score sentences against the question and return the supported ones in context order."""
+    """Score sentences against the question and return the supported ones in context order.
+
+    With ``meaning`` (each sentence's cosine to the question), the lexical gate below still decides
+    whether the context answers; :func:`._extractive.choose` then picks the sentences.
+    """
     wanted = list(dict.fromkeys(question_terms))
     if not wanted:
         return []
@@ -421,6 +447,8 @@ def _select(
     best = max(range(n), key=lambda i: (scores[i], -i))
     if scores[best] <= 0 or coverage[best] < _MIN_COVERAGE:
         return []
+    if meaning is not None:
+        return [sentences[i] for i in choose(sentences, scores, coverage, meaning, limit, numeric=numeric)]
     for i in (best - 1, best + 1):
         if 0 <= i < n and sentences[i].source == sentences[best].source and scores[i] > 0:
             scores[i] += _NEIGHBOUR_BONUS * scores[best]

@@ -1,0 +1,153 @@
+"""The ONNX Runtime MiniLM: same vectors as sentence-transformers, a cached graph, no torch at query time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the retrieval extra is not installed")
+
+from aiapp.gateway.embedders import build_embedder
+from aiapp.gateway.embedders import onnx as onnx_embedder
+from aiapp.gateway.embedders.local import default_model_path
+from aiapp.gateway.embedders.onnx import OnnxEmbedder, ensure_graph, graph_path
+
+REPO = Path(__file__).resolve().parents[3]
+MODEL_DIR = Path(default_model_path())
+TEXTS = [
+    "How do I make the server listen on all interfaces?",
+    "Set OLLAMA_HOST=0.0.0.0 to make the server listen on all interfaces.",
+    "   leading and trailing spaces   ",
+    "",
+    "Ünïcödé, emoji 🚀 and 中文 characters",
+    '```bash\ncurl http://localhost:11434/api/generate -d \'{"model": "llama3"}\'\n```',
+    "The quick brown fox jumps over the lazy dog. " * 60,  # ~600 tokens: truncated at 256
+]
+
+
+@pytest.fixture(scope="session")
+def graph_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The graph, built once for the whole session."""
+    cache = tmp_path_factory.mktemp("onnx-models")
+    ensure_graph(MODEL_DIR, cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def onnx_minilm(graph_dir: Path) -> OnnxEmbedder:
+    embedder = OnnxEmbedder(cache_dir=graph_dir)
+    embedder.embed(["warm up"])
+    return embedder
+
+
+def test_default_local_embedder_is_onnx() -> None:
+    embedder = build_embedder()
+    assert isinstance(embedder, OnnxEmbedder) and embedder.runtime == "onnx"
+    assert embedder.name == "local/all-MiniLM-L6-v2" and embedder.dim == 384 and embedder.max_tokens == 256
+    torch_embedder = build_embedder(runtime="torch")
+    assert torch_embedder.name == embedder.name and type(torch_embedder).__name__ == "LocalEmbedder"
+
+
+def test_unknown_runtime_is_a_config_error() -> None:
+    from aiapp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="runtime"):
+        build_embedder(runtime="tensorflow")  # type: ignore[arg-type]
+
+
+def test_vectors_match_sentence_transformers(onnx_minilm: OnnxEmbedder) -> None:
+    pytest.importorskip("sentence_transformers", reason="the torch embedder is not installed")
+    from aiapp.gateway.embedders.local import LocalEmbedder
+
+    torch_minilm = LocalEmbedder()
+    ours = onnx_minilm.embed(TEXTS)
+    theirs = torch_minilm.embed(TEXTS)
+    assert ours.shape == theirs.shape == (len(TEXTS), 384) and ours.dtype == np.float32
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    cosines = (ours * theirs).sum(axis=1)
+    assert cosines.min() >= 0.999, cosines
+    # Batching and order do not change a vector.
+    single = np.vstack([onnx_minilm.embed([t]) for t in TEXTS])
+    assert np.allclose(single, ours, atol=1e-5)
+    for text in TEXTS:
+        assert onnx_minilm.count_tokens(text) == torch_minilm.count_tokens(text)
+
+
+def test_graph_is_cached_by_weights_hash_and_not_rebuilt(graph_dir: Path) -> None:
+    weights = MODEL_DIR / "model.safetensors"
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    path = graph_path(MODEL_DIR, graph_dir)
+    assert path.name == f"{sha[:16]}-g{onnx_embedder.GRAPH_VERSION}.onnx" and path.is_file()
+    assert json.loads((graph_dir / "weights.json").read_text())["sha256"] == sha  # remembered, not rehashed
+    before = path.stat().st_mtime_ns
+    assert ensure_graph(MODEL_DIR, graph_dir) == path and path.stat().st_mtime_ns == before
+
+
+def test_a_truncated_or_garbled_graph_is_rebuilt(
+    graph_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "models"
+    shutil.copytree(graph_dir, cache)
+    path = graph_path(MODEL_DIR, cache)
+    data = path.with_name(path.name + ".data")
+    good = data.stat().st_size
+    with data.open("r+b") as handle:
+        handle.truncate(good // 2)
+    assert ensure_graph(MODEL_DIR, cache) == path and data.stat().st_size == good
+
+    path.write_bytes(b"\x07garbage" * (path.stat().st_size // 8) + b"x" * (path.stat().st_size % 8))
+    monkeypatch.setattr(onnx_embedder, "_sessions", {})  # force a load from disk
+    vectors = OnnxEmbedder(cache_dir=cache).embed(["still works"])
+    assert vectors.shape == (1, 384)
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('HEAVY=' + ','.join(m for m in ('torch', 'sentence_transformers',"
+        " 'transformers') if m in sys.modules), file=sys.stderr))\n"
+        "from aiapp.cli import main\n"
+        f"sys.argv = ['aiapp', *{args!r}]\n"
+        "main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_search_ask_and_complete_never_import_torch(graph_dir: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "corpora" / "ollama" / "docs"
+    docs.mkdir(parents=True)
+    shutil.copy(REPO / "corpora" / "ollama" / "docs" / "faq.mdx", docs / "faq.mdx")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "aiapp.yaml").write_text(f"prompts:\n  dir: {REPO / 'prompts'}\n")
+    home = tmp_path / "home"
+    shutil.copytree(graph_dir, home / "models" / "all-MiniLM-L6-v2")  # the graph is built already
+    env = {**os.environ, "AIAPP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env.pop("AIAPP_CONFIG", None)
+
+    for args in (
+        ["index", "ollama"],
+        ["search", "listen on all interfaces", "--k", "2", "--json"],
+        ["ask", "How do I make the server listen on all interfaces?", "--json"],
+        ["complete", "<context>Set OLLAMA_HOST=0.0.0.0.</context> How do I listen on all interfaces?"],
+    ):
+        result = _run(args, env, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "HEAVY=\n" in result.stderr or result.stderr.rstrip().endswith("HEAVY="), (args, result.stderr)
+    manifest = json.loads(next((home / "indexes" / "ollama" / "manifests").glob("*.json")).read_text())
+    assert manifest["embedder"] == "local/all-MiniLM-L6-v2" and manifest["embedder_runtime"] == "onnx"
+
+
+def test_import_aiapp_imports_no_runtime() -> None:
+    code = "import sys, aiapp; print([m for m in ('onnxruntime', 'tokenizers', 'torch') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

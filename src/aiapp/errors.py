@@ -21,8 +21,9 @@
         ├── ProviderConnectionError  could not connect
         ├── ProviderServerError      5xx
         ├── MalformedResponseError   a 2xx reply we could not decode
-        ├── AuthenticationError      401/403 or a missing key (not retryable)
-        ├── BadRequestError          400/404/413/422 (not retryable)
+        ├── AuthenticationError      401/403 or a missing key (fails over, opens its breaker)
+        ├── BadRequestError          400/413/422: the request itself is wrong (not retryable)
+        │   └── ModelNotFoundError   404: this deployment lacks the model (fails over, opens its breaker)
         ├── ProviderCallBlockedError a real provider call while tests forbid them; nothing was sent
         └── AllDeploymentsFailedError every deployment of a route failed; ``failures`` lists each
 
@@ -152,6 +153,9 @@ class ProviderError(AiappError):
     """
 
     default_retryable = True
+    #: Not retryable here, but another deployment may serve the same request: the error is about
+    #: this deployment (its key, its model name), not about the request.
+    deployment_fault = False
 
     def __init__(
         self,
@@ -213,9 +217,10 @@ class MalformedResponseError(ProviderError):
 
 
 class AuthenticationError(ProviderError):
-    """Missing or rejected credentials. Not retryable: fix the key."""
+    """Missing or rejected credentials. Not retryable: fix the key. Other deployments may still serve."""
 
     default_retryable = False
+    deployment_fault = True
 
 
 class BadRequestError(ProviderError):
@@ -224,13 +229,21 @@ class BadRequestError(ProviderError):
     default_retryable = False
 
 
+class ModelNotFoundError(BadRequestError):
+    """The deployment does not serve the model asked for (HTTP 404). Other deployments may."""
+
+    deployment_fault = True
+
+
 class ProviderCallBlockedError(ProviderError):
     """A real provider call was attempted while they are blocked (``aiapp.testing.block_provider_calls``).
 
     Nothing was sent. Not retryable: the test should use a fake, the stub server or a recording.
+    Another deployment of the route (a loopback one) may still serve.
     """
 
     default_retryable = False
+    deployment_fault = True
 
 
 class LimitExceededError(RateLimitError):
@@ -367,6 +380,7 @@ __all__ = [
     "InputError",
     "LimitExceededError",
     "MalformedResponseError",
+    "ModelNotFoundError",
     "OutputParseError",
     "PromptError",
     "ProviderCallBlockedError",

@@ -11,6 +11,7 @@ from aiapp.errors import (
     AllDeploymentsFailedError,
     AuthenticationError,
     ConfigError,
+    ModelNotFoundError,
     ProviderServerError,
     RateLimitError,
 )
@@ -73,15 +74,29 @@ def test_failover_moves_past_retryable_errors_and_records_each_try() -> None:
     assert span.deployments == ["primary", "backup"] and span.attempts == 2
 
 
-def test_non_retryable_error_stops_at_once() -> None:
-    primary = FakeModel([AuthenticationError("bad key", status=401)])
-    backup = FakeModel(["never"])
+def test_a_misconfigured_deployment_fails_over_and_opens_its_breaker() -> None:
+    primary = FakeModel([AuthenticationError("bad key", status=401)], name="p")
+    backup = FakeModel(["from backup", "again from backup"], name="b")
     gw = gateway(r=RouteModel("r", [("primary", primary), ("backup", backup)]))
+    assert gw.complete("hi", model="r").text == "from backup"
+    assert gw.complete("hi", model="r").text == "again from backup"
+    assert primary.call_count == 1  # its breaker opened: the second call did not try it
+    assert gw.model("r").health.get("primary").state == "open"  # type: ignore[attr-defined]
+
+
+def test_a_model_a_deployment_does_not_serve_fails_over_too() -> None:
+    primary = FakeModel([ModelNotFoundError("no such model", status=404)], name="p")
+    gw = gateway(r=RouteModel("r", [("primary", primary), ("backup", FakeModel(["ok"], name="b"))]))
+    reply = gw.complete("hi", model="r")
+    assert reply.text == "ok" and reply.tried == ("primary", "backup")
+
+
+def test_a_bad_key_on_the_only_deployment_names_it() -> None:
+    gw = gateway(r=RouteModel("r", [("primary", FakeModel([AuthenticationError("bad key", status=401)]))]))
     with pytest.raises(AuthenticationError) as info:
         gw.complete("hi", model="r")
     assert info.value.route == "r" and info.value.deployment == "primary"
     assert "route 'r', deployment 'primary', HTTP 401: bad key" in str(info.value)
-    assert backup.call_count == 0
 
 
 def test_all_deployments_failed_lists_every_failure_and_is_traced() -> None:

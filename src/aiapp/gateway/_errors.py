@@ -17,6 +17,7 @@ from aiapp.errors import (
     AuthenticationError,
     BadRequestError,
     MalformedResponseError,
+    ModelNotFoundError,
     ProviderConnectionError,
     ProviderError,
     ProviderServerError,
@@ -26,7 +27,7 @@ from aiapp.errors import (
 
 # Statuses that a later attempt can fix even though they are 4xx.
 _RETRYABLE_4XX = {408, 409, 425}
-_BAD_REQUEST = {400, 404, 405, 413, 415, 422}
+_BAD_REQUEST = {400, 405, 413, 415, 422}
 
 
 def error_for_status(
@@ -43,6 +44,8 @@ def error_for_status(
         return RateLimitError(detail, retry_after=retry_after, **where)
     if status in (401, 403):
         return AuthenticationError(detail, **where)
+    if status == 404:
+        return ModelNotFoundError(detail, **where)
     if status in _BAD_REQUEST:
         return BadRequestError(detail, **where)
     if status >= 500:

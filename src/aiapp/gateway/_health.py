@@ -147,6 +147,20 @@ class DeploymentHealth:
                 self._opened_at = now
                 self._probe_started = None
 
+    def trip(self) -> None:
+        """Open the breaker now: the deployment is misconfigured (bad key, unknown model).
+
+        It is tried again, as a half-open probe, after the breaker's cooldown, so fixing the key
+        or model heals it without a restart.
+        """
+        with self._lock:
+            self.failures += 1
+            if self.state == "closed":
+                self.opened += 1
+            self.state = "open"
+            self._opened_at = self.clock.monotonic()
+            self._probe_started = None
+
     def release(self, *, probe: bool) -> None:
         """An attempt ended without a verdict on the deployment's health (e.g. a bad request)."""
         if probe:

@@ -8,7 +8,10 @@ How one call proceeds:
    each gets measured) or ``cost`` (cheapest for this request first; unknown prices last).
 2. **A pass** tries each deployment once, failing over at once. A deployment is skipped, without a
    request, while its circuit breaker is open, while a ``Retry-After`` it sent holds it, or while
-   its rpm/tpm limit is full. A non-retryable error (bad request, missing key) ends the call.
+   its rpm/tpm limit is full. An error about the deployment itself (a rejected or missing key,
+   a model it does not serve: ``deployment_fault``) opens that deployment's breaker and fails
+   over; an error about the request (400, 422) ends the call, since every deployment would
+   refuse it.
 3. **Retries**: after a failed pass the route waits — exponential backoff with jitter, or longer
    if a deployment's ``Retry-After`` asks for it (up to ``max_wait_s``) — and makes another pass,
    ``retries.attempts`` times. It never waits on an open breaker: that is what breakers are for.
@@ -346,12 +349,14 @@ class _Plan:
         self.failures.append(Failure(step.slot.label, error))
         if error.retryable and not isinstance(error, LimitExceededError | CircuitOpenError):
             step.slot.health.failure(route.breaker, retry_after=getattr(error, "retry_after", None))
+        elif error.deployment_fault:
+            step.slot.health.trip()  # misconfigured: skip it until the cooldown, fail over now
         else:
             step.slot.health.release(probe=step.probe)
         if step.ticket is not None:
             step.ticket.settle(0)
-        if not error.retryable:
-            self.stop = True
+        if not error.retryable and not error.deployment_fault:
+            self.stop = True  # the request itself is wrong: another deployment would refuse it too
         return error
 
     def succeeded(self, step: _Try, completion: Completion) -> Completion:

@@ -114,10 +114,28 @@ class Price(_Strict):
 
 
 class TracingSettings(_Strict):
-    """What the trace store keeps. ``store_content=False`` keeps metadata only (no prompts/replies)."""
+    """What the trace store keeps.
+
+    Attributes:
+        enabled: Write spans to ``$AIAPP_HOME/traces.db``.
+        store_content: ``False`` keeps metadata only (no prompts/replies); superseded by ``capture``.
+        capture: ``none`` (no spans), ``metadata`` (no content), ``redacted`` (content with PII and
+            secrets replaced by placeholders, by the same detectors as the ``pii``/``secrets``
+            guards) or ``full``. Unset: ``redacted`` when any route has guards (the store must not
+            keep what a guard redacted), else ``full`` (or ``metadata`` with ``store_content: false``).
+    """
 
     enabled: bool = True
     store_content: bool = True
+    capture: Literal["none", "metadata", "redacted", "full"] | None = None
+
+    def capture_policy(self, *, guarded: bool) -> Literal["none", "metadata", "redacted", "full"]:
+        """The policy in force (see ``capture``)."""
+        if self.capture is not None:
+            return self.capture
+        if not self.store_content:
+            return "metadata"
+        return "redacted" if guarded else "full"
 
 
 class RetrievalSettings(_Strict):

@@ -19,7 +19,7 @@ from aiapp.errors import AiappError, ConfigError, ProviderError
 from aiapp.gateway._clock import Clock, SystemClock
 from aiapp.gateway._context import calling
 from aiapp.gateway._health import HealthBoard
-from aiapp.gateway._layers import LayerContext, apply_layers
+from aiapp.gateway._layers import LayerContext, apply_layers, load_redactor
 from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
@@ -101,9 +101,13 @@ class Gateway:
             if store is None and tracing.enabled:
                 store = TraceStore(self.settings.traces_path)
                 self._store = store
+            capture = tracing.capture_policy(
+                guarded=any(r.guards is not None for r in self.settings.routes.values())
+            )
             self._tracer = Tracer(
                 store if tracing.enabled else None,
-                store_content=tracing.store_content,
+                capture=capture,
+                redactor=load_redactor() if capture == "redacted" else None,
                 config_hash=self.settings.config_hash(),
             )
             return self._tracer

@@ -80,6 +80,28 @@ def _offered() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+#: The entry-point group that offers the trace redactor (``tracing.capture: redacted``); the
+#: ``default`` entry is aiapp's own PII and secrets redaction from the guardrails package.
+REDACTOR_GROUP = "aiapp.redactors"
+
+
+def load_redactor(name: str = "default") -> Callable[[str], str]:
+    """The trace redactor offered as the ``aiapp.redactors`` entry point ``name``.
+
+    Raises:
+        ConfigError: when no package offers it (``tracing.capture: redacted`` cannot be honoured).
+    """
+    for entry in importlib.metadata.entry_points(group=REDACTOR_GROUP):
+        if entry.name == name:
+            redactor: Callable[[str], str] = entry.load()
+            return redactor
+    raise ConfigError(
+        f"tracing.capture is 'redacted' but no {REDACTOR_GROUP!r} entry point named {name!r} is "
+        "installed (aiapp's own lives in aiapp.guardrails; reinstall aiapp)",
+        field="tracing.capture",
+    )
+
+
 def _load_plugins(context: LayerContext) -> None:
     config = context.config
     if config is None:

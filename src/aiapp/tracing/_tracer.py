@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextvars
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiapp.tracing._store import SpanRecord, TraceStore
 
@@ -75,13 +75,29 @@ class Tracer:
         store: Where spans go.
         store_content: Keep inputs/outputs (prompts, replies); ``False`` keeps metadata only.
         config_hash: Recorded on every span so runs can be tied to their configuration.
+        capture: The content-capture policy, applied here, where every span is written:
+            ``none`` (no spans stored), ``metadata`` (no inputs, outputs or error text),
+            ``redacted`` (content passed through ``redactor``) or ``full``. ``None`` derives it
+            from ``store_content``.
+        redactor: Rewrites one string for the store (PII and secrets replaced); required by
+            ``redacted``, which otherwise degrades to ``metadata`` rather than store raw text.
     """
 
     def __init__(
-        self, store: TraceStore | None, *, store_content: bool = True, config_hash: str | None = None
+        self,
+        store: TraceStore | None,
+        *,
+        store_content: bool = True,
+        config_hash: str | None = None,
+        capture: CapturePolicy | None = None,
+        redactor: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
-        self.store_content = store_content
+        self.capture: CapturePolicy = capture or ("full" if store_content else "metadata")
+        if self.capture == "redacted" and redactor is None:
+            self.capture = "metadata"  # never fall back to storing what should have been redacted
+        self.store_content = self.capture in ("full", "redacted")
+        self.redactor = redactor
         self.config_hash = config_hash
 
     def start(self) -> tuple[str, str, str | None]:
@@ -96,11 +112,18 @@ class Tracer:
         """Persist a finished span (content dropped when ``store_content`` is off)."""
         if self.store is None:
             return
+        if self.capture == "none":
+            return
         if record.config_hash is None:
             record.config_hash = self.config_hash
-        if not self.store_content:
+        if self.capture == "metadata":
             record.input = None
             record.output = None
+        elif self.capture == "redacted" and self.redactor is not None:
+            record.input = _scrub(record.input, self.redactor)
+            record.output = _scrub(record.output, self.redactor)
+            if record.error:
+                record.error = self.redactor(record.error)
         self.store.record(record)
 
     @contextmanager
@@ -122,3 +145,17 @@ class Tracer:
             _current.reset(token)
             record.duration_ms = (time.perf_counter() - start) * 1000.0
             self.write(record)
+
+
+CapturePolicy = Literal["none", "metadata", "redacted", "full"]
+
+
+def _scrub(value: Any, redactor: Callable[[str], str]) -> Any:
+    """Every string inside ``value`` (messages, tool arguments, outputs) passed through ``redactor``."""
+    if isinstance(value, str):
+        return redactor(value)
+    if isinstance(value, list | tuple):
+        return [_scrub(v, redactor) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v, redactor) for k, v in value.items()}
+    return value

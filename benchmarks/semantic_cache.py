@@ -12,6 +12,10 @@ Also reported: a 2-fold check (threshold chosen on one half, measured on the oth
 against a shared pool of all cached ``a`` sentences, and end-to-end latency through the gateway
 (``semantic_hit_p50_ms``, including embedding the request) next to an exact hit.
 
+The local MiniLM runs on ONNX Runtime (the default); ``--torch-reference`` (on by default) also
+embeds the pairs with sentence-transformers in the same run and reports both runtimes' hit rates
+at the default threshold and their single-query embedding latency (``runtimes`` line).
+
 Every line is JSON; the last is the summary (``threshold``, ``false_hit_rate``, ``true_hit_rate``,
 ``semantic_hit_p50_ms``; goal: ``false_hit_rate <= 0.01``).
 
@@ -79,6 +83,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N pairs (quick runs)")
     parser.add_argument("--timed", type=int, default=100, help="gateway calls timed for the latency lines")
     parser.add_argument("--embeddings", type=Path, help="an .npz file to reuse the pairs' embeddings from")
+    parser.add_argument(
+        "--torch-reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the sentence-transformers runtime (same pairs, same run)",
+    )
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
@@ -86,6 +96,7 @@ def main() -> None:
         rows = rows[: args.limit]
     labels = np.array([int(r["label"]) for r in rows])
     embedder = build_embedder(DEFAULTS.embedder)
+    runtime = getattr(embedder, "runtime", None)
     t0 = time.perf_counter()
     cache = args.embeddings
     saved = np.load(cache) if cache is not None and cache.is_file() else None
@@ -96,8 +107,18 @@ def main() -> None:
         b = embedder.embed([r["b"] for r in rows])
         if cache is not None:
             np.savez(cache, a=a, b=b)
-    emit({"step": "embed", "texts": 2 * len(rows), "seconds": round(time.perf_counter() - t0, 1)})
+    emit(
+        {
+            "step": "embed",
+            "runtime": runtime,
+            "texts": 2 * len(rows),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
     cosine = (a * b).sum(axis=1)
+    runtimes: dict[str, dict[str, float]] = {}
+    if args.torch_reference and runtime != "torch":
+        runtimes = compare_runtimes(rows, labels, a, b, embedder)
 
     for threshold in SWEEP:
         plain = cosine >= threshold
@@ -201,8 +222,43 @@ def main() -> None:
             "exact_hit_p50_ms": round(percentile(exact_ms, 50), 3),
             "embedding_alone_p50_ms": round(percentile(embed_ms, 50), 3),
             "goal_false_hit_rate_le_0_01": fh <= 0.01,
+            "goal_semantic_hit_p50_le_5_ms": percentile(semantic_ms, 50) <= 5.0,
+            "runtime": runtime,
+            "runtimes": runtimes,
         }
     )
+
+
+def compare_runtimes(
+    rows: list[dict], labels: np.ndarray, a: np.ndarray, b: np.ndarray, onnx: object
+) -> dict[str, dict[str, float]]:
+    """The same pairs embedded by sentence-transformers: hit rates at the default threshold and
+    single-query latency for both runtimes, and how far apart their vectors are."""
+    torch_embedder = build_embedder(DEFAULTS.embedder, runtime="torch")
+    t0 = time.perf_counter()
+    ta = torch_embedder.embed([r["a"] for r in rows])
+    tb = torch_embedder.embed([r["b"] for r in rows])
+    torch_s = time.perf_counter() - t0
+    out: dict[str, dict[str, float]] = {}
+    for name, (va, vb, model) in {"onnx": (a, b, onnx), "torch": (ta, tb, torch_embedder)}.items():
+        fh, th = rates(guarded_hits(rows, va, vb, DEFAULTS.threshold, DEFAULTS.min_length_ratio), labels)
+        single = []
+        for row in rows[:200]:
+            t = time.perf_counter()
+            model.embed([row["b"]], kind="query")  # type: ignore[attr-defined]
+            single.append((time.perf_counter() - t) * 1000)
+        out[name] = {
+            "false_hit_rate": round(fh, 4),
+            "true_hit_rate": round(th, 4),
+            "query_embed_p50_ms": round(percentile(single, 50), 3),
+        }
+    agreement = np.concatenate([(a * ta).sum(axis=1), (b * tb).sum(axis=1)])
+    out["vectors"] = {
+        "min_cosine_onnx_vs_torch": round(float(agreement.min()), 6),
+        "torch_embed_s": round(torch_s, 1),
+    }
+    emit({"check": "runtimes", "threshold": DEFAULTS.threshold, **out})
+    return out
 
 
 if __name__ == "__main__":

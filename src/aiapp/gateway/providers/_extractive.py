@@ -48,6 +48,7 @@ _CONCRETE_RE = re.compile(
     r"|\bport\s+\d+|:\d{2,5}\b"  # a port
     r"|\b\d+(?:\.\d+)?\s?(?:GB|MB|KB|ms|s|m|h|%)\b"  # a value with a unit
 )
+_BATCH = 8  # sentences per forward pass
 _CACHE_SIZE = 8192  # sentence vectors kept per model (evals and chats see the same chunks again)
 _NORMALIZE_RE = re.compile(r"\W+")
 _DIGIT_RE = re.compile(r"\d")
@@ -231,10 +232,14 @@ class MeaningScorer:
             else:
                 self._vectors.move_to_end(text)
                 out[text] = vector
-        if missing:
-            for text, vector in zip(missing, np.asarray(embed(missing), dtype=np.float32), strict=True):
+        # Small batches: a context's sentences are short, and one batch of all of them would grow
+        # the runtime's memory arena by ~60 MB for the rest of the process (what `aiapp ask` peaks at).
+        for start in range(0, len(missing), _BATCH):
+            batch = missing[start : start + _BATCH]
+            for text, vector in zip(batch, np.asarray(embed(batch), dtype=np.float32), strict=True):
                 out[text] = vector
                 self._vectors[text] = vector
+        if missing:
             while len(self._vectors) > _CACHE_SIZE:
                 self._vectors.popitem(last=False)
         return out

@@ -7,8 +7,17 @@ the next record), or by a one-shot timer when calls stop. A commit costs ~120 µ
 gateway's per-call overhead. (Writer threads were measured twice and lost both times to GIL
 hand-offs: ~0.4 ms added to every networked call, and 2,000 cached eval calls 0.1-0.25 s slower.)
 Reads, :meth:`~TraceStore.flush`, :meth:`~TraceStore.close` and interpreter exit commit the buffer
-first, so callers always read their own writes. A hard kill loses at most the last ``max_delay_s`` of spans, never the file: WAL
+first, so callers always read their own writes (unless the store is degraded, below). A hard kill loses at most the last ``max_delay_s`` of spans, never the file: WAL
 journaling keeps the database consistent, and readers (``aiapp traces``) never block writers.
+
+Tracing degrades, it never fails a call. When the file cannot be written (another process holds
+its write lock past ``busy_timeout_s``, the disk is full or read-only) the spans stay in memory, up
+to ``max_buffer`` of them, and the store is *degraded*: calls stop trying to commit inline, and a
+timer retries with a doubling backoff (up to 30 s); an explicit :meth:`~TraceStore.flush`, a read
+or :meth:`~TraceStore.close` retries at once. When the buffer is full the oldest spans are dropped:
+:attr:`TraceStore.dropped` counts them, the first drop is logged as a warning (logger
+``aiapp.tracing``) naming the file and the reason, and the total is logged once more when the
+store can write again or closes. Only the degraded path uses the timer thread for I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -67,6 +77,10 @@ _NON_SCALAR_INDEXES = tuple(
 )
 _INSERT = f"INSERT OR REPLACE INTO spans ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _OPEN_STORES: weakref.WeakSet[TraceStore] = weakref.WeakSet()
+_OPEN_BUSY_TIMEOUT_MS = 5000  # opening (and migrating) may wait longer than a write does
+_MAX_RETRY_S = 30.0
+
+log = logging.getLogger("aiapp.tracing")
 
 
 class TraceStore:
@@ -77,12 +91,36 @@ class TraceStore:
         max_batch: Commit once this many spans are buffered.
         max_delay_s: Commit once the oldest buffered span is this old (on the next record, or by a
             timer at twice this age when calls stop).
+        busy_timeout_s: How long a commit waits for another process's write lock before the
+            store degrades to buffering (see the module docstring).
+        max_buffer: The most spans kept in memory while the file cannot be written; beyond it
+            the oldest are dropped and counted in :attr:`dropped`.
+
+    Attributes:
+        dropped: Spans dropped because the buffer was full while the file could not be written.
+        write_error: Why the last commit failed, while the store is degraded (``None`` when healthy).
     """
 
-    def __init__(self, path: Path | str, *, max_batch: int = 1000, max_delay_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_batch: int = 1000,
+        max_delay_s: float = 0.5,
+        busy_timeout_s: float = 1.0,
+        max_buffer: int = 10_000,
+    ) -> None:
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1")
         self.path = str(path)
-        self.max_batch = max_batch
+        self.max_batch = min(max_batch, max_buffer)
         self.max_delay_s = max_delay_s
+        self.busy_timeout_s = busy_timeout_s
+        self.max_buffer = max_buffer
+        self.dropped = 0
+        self.write_error: str | None = None
+        self._dropped_unreported = 0  # dropped since the last summary warning
+        self._retry_s = 0.0
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()  # guards the connection
@@ -91,8 +129,9 @@ class TraceStore:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA busy_timeout={_OPEN_BUSY_TIMEOUT_MS}")
             self._migrate()
+            self._db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout_s * 1000))}")
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"cannot open the trace store: {exc}", path=self.path) from exc
         self._closed = False
@@ -163,46 +202,119 @@ class TraceStore:
             size = len(self._buffer)
             if size == 1:
                 self._first_buffered = now
-                self._arm_timer()
+                self._arm_timer(self.max_delay_s * 2)
+            elif size > self.max_buffer:
+                self._drop_oldest_locked()
         # Inline, not in a writer thread: a thread committing while the event loop runs measured
         # 0.1-0.25 s slower per 2,000 cached calls (GIL hand-offs on every row SQLite steps through).
-        if size >= self.max_batch or now - self._first_buffered >= self.max_delay_s:
-            self.flush()
+        # A degraded store leaves retries to its timer, so a locked file stalls no further calls.
+        if self.write_error is None and (
+            size >= self.max_batch or now - self._first_buffered >= self.max_delay_s
+        ):
+            self._flush(blocking=False)
 
-    def flush(self) -> None:
-        """Commit every buffered span in one transaction.
+    @property
+    def pending(self) -> int:
+        """Spans buffered in memory, not yet committed."""
+        return len(self._buffer)
 
-        Raises:
-            ConfigError: when SQLite refuses the write (disk full, read-only); the spans stay buffered.
+    def flush(self) -> bool:
+        """Commit every buffered span in one transaction; never raises for an unwritable file.
+
+        Returns:
+            ``True`` when nothing is left buffered; ``False`` when SQLite refused the write (locked
+            past ``busy_timeout_s``, disk full, read-only): the spans stay buffered, the store is
+            degraded and retries later (see the module docstring).
         """
-        with self._lock:  # the connection's lock; held while the buffer is swapped so reads see it
+        return self._flush(blocking=True)
+
+    def _flush(self, *, blocking: bool) -> bool:
+        # Not blocking: an inline flush from record() never waits behind another thread's commit.
+        if not self._lock.acquire(blocking=blocking):
+            return False
+        try:  # the connection's lock; held while the buffer is swapped so reads see it
             if self._closed:
-                return
+                return not self._buffer
             with self._buffer_lock:
                 rows, self._buffer = self._buffer, []
             if not rows:
-                return
+                return True
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(_INSERT, rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                with self._buffer_lock:
-                    self._buffer[:0] = rows
-                raise ConfigError(f"could not write traces: {exc}", path=self.path) from exc
+                with contextlib.suppress(sqlite3.Error):
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                self._write_failed(rows, exc)
+                return False
+            if self.write_error is not None:
+                self._recovered()
+            return True
+        finally:
+            self._lock.release()
 
-    def _arm_timer(self) -> None:
-        # Commits a batch that no later call will trigger. One short-lived timer per batch, not per call.
-        timer = threading.Timer(self.max_delay_s * 2, self._flush_quietly)
+    def _write_failed(self, rows: list[tuple[Any, ...]], exc: sqlite3.Error) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.write_error is None:
+            log.warning(
+                "cannot write traces to %s (%s): keeping up to %d spans in memory and retrying",
+                self.path,
+                reason,
+                self.max_buffer,
+            )
+        self.write_error = reason
+        with self._buffer_lock:
+            self._buffer[:0] = rows
+            if len(self._buffer) == len(rows):
+                self._first_buffered = time.monotonic()
+            while len(self._buffer) > self.max_buffer:
+                self._drop_oldest_locked()
+        self._retry_s = min(_MAX_RETRY_S, max(self._retry_s * 2, self.max_delay_s * 2, 0.05))
+        self._arm_timer(self._retry_s)
+
+    def _drop_oldest_locked(self) -> None:
+        # Called with the buffer lock held, only when the buffer is over its bound.
+        excess = len(self._buffer) - self.max_buffer
+        del self._buffer[:excess]
+        if self._dropped_unreported == 0:
+            log.warning(
+                "dropping trace spans: %d span(s) dropped, the in-memory buffer of %d is full while "
+                "%s cannot be written (%s); TraceStore.dropped counts every dropped span",
+                excess,
+                self.max_buffer,
+                self.path,
+                self.write_error or "commit pending",
+            )
+        self.dropped += excess
+        self._dropped_unreported += excess
+
+    def _recovered(self) -> None:
+        if self._dropped_unreported:
+            log.warning(
+                "traces are written to %s again; %d span(s) were dropped while it could not be (%s)",
+                self.path,
+                self._dropped_unreported,
+                self.write_error,
+            )
+            self._dropped_unreported = 0
+        self.write_error = None
+        self._retry_s = 0.0
+
+    def _arm_timer(self, delay_s: float) -> None:
+        # Commits a batch that no later call will trigger, or retries a degraded store.
+        # One short-lived timer per batch (or per retry), not per call.
+        if self._timer is not None:
+            self._timer.cancel()
+        timer = threading.Timer(delay_s, self._flush_quietly)
         timer.daemon = True
         self._timer = timer
         timer.start()
 
     def _flush_quietly(self) -> None:
-        with contextlib.suppress(ConfigError):  # the next explicit flush or read reports it
-            self.flush()
+        with contextlib.suppress(Exception):  # best effort from a timer thread; _write_failed logs
+            self._flush(blocking=True)
 
     def add_feedback(
         self, trace_id: str, score: float, comment: str | None = None, *, source: str = "user"
@@ -259,7 +371,11 @@ class TraceStore:
         return out
 
     def close(self) -> None:
-        """Commit buffered spans and close the connection. Safe to call twice."""
+        """Commit buffered spans and close the connection. Safe to call twice.
+
+        Spans that still cannot be written (the file stays locked or unwritable) are dropped,
+        counted in :attr:`dropped` and reported in one warning; closing never raises for them.
+        """
         if self._closed:
             return
         try:
@@ -271,6 +387,17 @@ class TraceStore:
                     self._timer.cancel()
                 _OPEN_STORES.discard(self)
                 self._db.close()
+                with self._buffer_lock:
+                    lost, self._buffer = len(self._buffer), []
+                if lost or self._dropped_unreported:
+                    self.dropped += lost
+                    log.warning(
+                        "trace store %s closed with %d span(s) dropped: it could not be written (%s)",
+                        self.path,
+                        self._dropped_unreported + lost,
+                        self.write_error,
+                    )
+                    self._dropped_unreported = 0
 
 
 @atexit.register

@@ -70,6 +70,9 @@ class RouteGuards(BaseModel):
         max_reasks: How many times an output guard with ``action: reask`` may re-ask the model.
         window_chars: On streams, text held back until output guards have seen this much after it,
             so a secret split across chunks is caught before any of it is released.
+        retrieved: What a blocking input guard (injection) does to a retrieved document passed
+            with the call (``RAGApp`` passes its hits): ``block`` the call, naming the document's
+            source and chunk, or ``drop`` the document and answer from the rest.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -79,3 +82,4 @@ class RouteGuards(BaseModel):
     fallback: str = "Sorry, I can't help with that request."
     max_reasks: int = Field(default=1, ge=0, le=5)
     window_chars: int = Field(default=256, ge=16, le=65536)
+    retrieved: Literal["block", "drop"] = "block"

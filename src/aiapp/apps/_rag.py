@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiapp.apps._answer import Answer, AnswerStream, Citation, cited_numbers, render_context
 from aiapp.errors import InputError
-from aiapp.gateway import run_sync
+from aiapp.gateway import Document, run_sync, with_documents
 from aiapp.prompts import Prompt, PromptMessage, PromptRegistry, Variable
 from aiapp.tracing import SpanRecord
 from aiapp.types import CallOptions, Completion, Hit, Message, Retriever, Usage
@@ -73,6 +73,10 @@ class _Request:
     sources: list[Citation]
     hits: list[Hit]
     started: float
+
+    def documents(self) -> list[Document]:
+        """The sources as sent in the prompt, for the guards to judge one by one."""
+        return [Document(text=s.text, source=s.source, chunk_id=s.chunk_id) for s in self.sources]
 
 
 class RAGApp:
@@ -167,7 +171,8 @@ class RAGApp:
         """Answer ``question``: retrieval and guards run in a worker thread, the model call is async."""
         with self._span(question) as span:
             request = await asyncio.to_thread(self._prepare, question, history)  # copies the span context
-            completion = await self.gateway.acomplete(request.messages, **self._call_args())
+            with with_documents(request.documents()):
+                completion = await self.gateway.acomplete(request.messages, **self._call_args())
             return self._finish(request, completion, span)
 
     def stream(self, question: str, *, history: Sequence[Message] = ()) -> AnswerStream:
@@ -182,11 +187,12 @@ class RAGApp:
                 request = await asyncio.to_thread(self._prepare, question, history)
                 parts: list[str] = []
                 usage: Usage | None = None
-                async for chunk in self.gateway.astream(request.messages, **self._call_args()):
-                    parts.append(chunk.delta)
-                    usage = chunk.usage or usage
-                    if not self.output_guards and chunk.delta:
-                        yield chunk.delta
+                with with_documents(request.documents()):
+                    async for chunk in self.gateway.astream(request.messages, **self._call_args()):
+                        parts.append(chunk.delta)
+                        usage = chunk.usage or usage
+                        if not self.output_guards and chunk.delta:
+                            yield chunk.delta
                 text = "".join(parts)
                 if self.output_guards:
                     text = await asyncio.to_thread(_apply, self.output_guards, text)

@@ -12,7 +12,7 @@ middleware layers registered in :mod:`aiapp.gateway._layers`: budgets and rate l
 from aiapp.gateway import budgets as budgets  # registers the budget layer
 from aiapp.gateway import cache as cache  # registers the cache layer
 from aiapp.gateway._clock import Clock, ManualClock, SystemClock
-from aiapp.gateway._context import CallContext, current_call
+from aiapp.gateway._context import CallContext, Document, current_call, current_documents, with_documents
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
 from aiapp.gateway._gateway import CheckResult, Gateway, PromptRef
 from aiapp.gateway._health import DeploymentHealth, HealthBoard
@@ -29,6 +29,7 @@ __all__ = [
     "CheckResult",
     "Clock",
     "DeploymentHealth",
+    "Document",
     "Gateway",
     "HealthBoard",
     "LayerContext",
@@ -46,6 +47,7 @@ __all__ = [
     "build_route",
     "collect",
     "current_call",
+    "current_documents",
     "error_for_status",
     "iter_sync",
     "layers",
@@ -55,4 +57,5 @@ __all__ = [
     "register_layer",
     "register_provider",
     "run_sync",
+    "with_documents",
 ]

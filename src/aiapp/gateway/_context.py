@@ -8,7 +8,7 @@ puts in a context variable around each call, and :func:`current_call` reads it.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,6 +38,46 @@ class CallContext:
     prompt_ref: str | None = None
     prompt_hash: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A retrieved document passed along with a call, so guards can judge it by itself.
+
+    Attributes:
+        text: The text as it appears in the prompt.
+        source: Where it came from (a corpus path); named in guard errors and traces.
+        chunk_id: Its chunk id in the index.
+    """
+
+    text: str
+    source: str = ""
+    chunk_id: str = ""
+
+
+_documents: contextvars.ContextVar[tuple[Document, ...]] = contextvars.ContextVar(
+    "aiapp_documents", default=()
+)
+
+
+def current_documents() -> tuple[Document, ...]:
+    """The retrieved documents passed with calls made in this context (see :func:`with_documents`)."""
+    return _documents.get()
+
+
+@contextmanager
+def with_documents(documents: Sequence[Document | str]) -> Iterator[None]:
+    """Pass retrieved documents with every gateway call made inside the block.
+
+    Input guards screen each one on its own (a poisoned chunk is named, or dropped), and output
+    guards (grounding) check replies against them instead of parsing ``<context>`` blocks.
+    """
+    docs = tuple(d if isinstance(d, Document) else Document(text=d) for d in documents)
+    token = _documents.set(docs)
+    try:
+        yield
+    finally:
+        _documents.reset(token)
 
 
 _current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("aiapp_call", default=None)

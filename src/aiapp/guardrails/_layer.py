@@ -8,13 +8,14 @@ as the ``guards`` attribute. A block raises :class:`~aiapp.errors.GuardrailError
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import AsyncIterator, Iterator, Sequence
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from aiapp.errors import GuardrailError
-from aiapp.gateway import LayerContext, register_layer
+from aiapp.gateway import Document, LayerContext, current_documents, register_layer, with_documents
 from aiapp.gateway._model import Model, collect, completion_to_chunks
 from aiapp.guardrails._redact import RedactionMap
 from aiapp.guardrails._stack import GuardReport, InputGuards, OutputGuards
@@ -25,22 +26,21 @@ from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage
 
 __all__ = ["GuardedModel", "grounding_documents", "guard_layer"]
 
-_documents: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
-    "aiapp_guard_documents", default=()
-)
-
 
 @contextmanager
-def grounding_documents(documents: Sequence[str]) -> Iterator[None]:
-    """Give output guards (grounding) the retrieved context for gateway calls made inside the block.
+def grounding_documents(documents: Sequence[Document | str]) -> Iterator[None]:
+    """Give guards the retrieved context for gateway calls made inside the block.
 
-    Without it, the grounding guard reads ``<context>...</context>`` blocks from the messages.
+    The same as :func:`aiapp.gateway.with_documents`. Without it, the grounding guard reads
+    ``<context>...</context>`` blocks from the messages, and retrieved text is judged only as
+    part of the user message.
     """
-    token = _documents.set(tuple(documents))
-    try:
+    with with_documents(documents):
         yield
-    finally:
-        _documents.reset(token)
+
+
+def _document_texts() -> tuple[str, ...]:
+    return tuple(d.text for d in current_documents())
 
 
 class _Call:
@@ -51,8 +51,12 @@ class _Call:
         self.notes: list[dict[str, Any]] = []
         annotate(guards=self.notes)
 
-    def record(self, verdicts: Sequence[Verdict]) -> None:
-        self.notes.extend(v.to_trace() for v in verdicts)
+    def record(self, verdicts: Sequence[Verdict], document: Document | None = None) -> None:
+        if document is None:
+            self.notes.extend(v.to_trace() for v in verdicts)
+            return
+        where = {"source": document.source, "chunk_id": document.chunk_id}
+        self.notes.extend({**v.to_trace(), "stage": "retrieved", "document": where} for v in verdicts)
 
 
 class GuardedModel(Model):
@@ -63,15 +67,25 @@ class GuardedModel(Model):
         input: Guards on user messages.
         output: Guards on replies.
         route: The route's name (for errors and verdicts).
+        retrieved: What a blocking input guard does to a retrieved document passed with the call
+            (:func:`aiapp.gateway.with_documents`): ``block`` the call, naming the document, or
+            ``drop`` it from the prompt and answer from the rest.
     """
 
     def __init__(
-        self, inner: Model, *, input: InputGuards, output: OutputGuards, route: str | None = None
+        self,
+        inner: Model,
+        *,
+        input: InputGuards,
+        output: OutputGuards,
+        route: str | None = None,
+        retrieved: Literal["block", "drop"] = "block",
     ) -> None:
         self.inner = inner
         self.input = input
         self.output = output
         self.route = route
+        self.retrieved = retrieved
         self.name = inner.name
         self.info = inner.info
 
@@ -95,21 +109,56 @@ class GuardedModel(Model):
             )
         return out
 
+    async def _screen_documents(self, messages: Sequence[Message], call: _Call) -> Sequence[Message]:
+        """Judge each retrieved document on its own, so a poisoned one is named (or dropped)."""
+        documents = current_documents()
+        if not documents or not self.input.guards:
+            return messages
+        dropped: list[Document] = []
+        for document in documents:
+            try:
+                await self.input.acheck(
+                    document.text, messages=messages, route=self.route, redactions=RedactionMap()
+                )
+            except GuardrailError as exc:
+                call.record([v for v in exc.verdicts if isinstance(v, Verdict)], document)
+                if self.retrieved == "drop":
+                    dropped.append(document)
+                    continue
+                raise GuardrailError(
+                    guard=exc.guard,
+                    reason=f"{exc.reason}; it came from retrieved document {document.source or '?'} "
+                    f"(chunk {document.chunk_id or '?'})",
+                    stage="retrieved context",
+                    route=self.route,
+                    verdicts=exc.verdicts,
+                ) from exc
+        if not dropped:
+            return messages
+        annotate(dropped_documents=[{"source": d.source, "chunk_id": d.chunk_id} for d in dropped])
+        return [_without(m, dropped) if m.role == "user" else m for m in messages]
+
     async def _acheck_input(self, messages: Sequence[Message], call: _Call) -> list[Message] | str:
+        messages = await self._screen_documents(messages, call)
+        # With the retrieved documents judged on their own, a user message is judged on the
+        # user's own words: its <context> blocks are set aside and put back afterwards.
+        split = bool(current_documents())
         reports = []
         for m in messages:
             if m.role != "user" or not m.content or not self.input.guards:
                 reports.append(_SKIP)
                 continue
+            own, rebuild = _set_aside_context(m.content) if split else (m.content, None)
             try:
-                reports.append(
-                    await self.input.acheck(
-                        m.content, messages=messages, route=self.route, redactions=call.redactions
-                    )
+                report = await self.input.acheck(
+                    own, messages=messages, route=self.route, redactions=call.redactions
                 )
             except GuardrailError as exc:
                 call.record([v for v in exc.verdicts if isinstance(v, Verdict)])
                 raise
+            reports.append(
+                report if rebuild is None else dataclasses.replace(report, text=rebuild(report.text))
+            )
         return self._apply_input(messages, call, reports)
 
     # -- output ------------------------------------------------------------------------------------
@@ -159,7 +208,7 @@ class GuardedModel(Model):
                     messages=messages,
                     route=self.route,
                     redactions=call.redactions,
-                    documents=_documents.get(),
+                    documents=_document_texts(),
                 )
             except GuardrailError as exc:
                 call.record([v for v in exc.verdicts if isinstance(v, Verdict)])
@@ -218,7 +267,7 @@ class GuardedModel(Model):
             self.output,
             redactions=call.redactions,
             messages=guarded,
-            documents=_documents.get(),
+            documents=_document_texts(),
             route=self.route,
         )
 
@@ -260,6 +309,50 @@ def _outcome_of(verdict: Verdict) -> Any:
     return Outcome(passed=False, reason=verdict.reason, score=verdict.score, details=verdict.details)
 
 
+_CONTEXT_BLOCK = re.compile(r"(<context>.*?</context>)", re.DOTALL)
+_GAP = "\n\n"
+
+
+_QUESTION = re.compile(r"<question>(.*?)</question>", re.DOTALL)
+
+
+def _set_aside_context(content: str) -> tuple[str, Callable[[str], str] | None]:
+    """The user's own words in a RAG prompt, and how to put a guarded copy back in place.
+
+    The ``<question>`` block when the prompt has one (the template's own wording is not the
+    user's), else the text outside ``<context>`` blocks.
+    """
+    question = _QUESTION.search(content)
+    if question is not None:
+        start, end = question.span(1)
+        return question.group(1), lambda guarded: content[:start] + guarded + content[end:]
+    parts = _CONTEXT_BLOCK.split(content)
+    if len(parts) == 1:
+        return content, None
+    own = [p.strip() for p in parts[0::2]]
+    blocks = parts[1::2]
+
+    def rebuild(guarded: str) -> str:
+        pieces = guarded.split(_GAP) if guarded != _GAP.join(own) else own
+        if len(pieces) != len(own):  # a guard rewrote across the gaps: keep its text whole, first
+            pieces = [guarded] + [""] * (len(own) - 1)
+        out = [pieces[0]]
+        for block, piece in zip(blocks, pieces[1:], strict=True):
+            out += [block, piece]
+        return _GAP.join(p for p in out if p)
+
+    return _GAP.join(p for p in own), rebuild
+
+
+def _without(message: Message, dropped: Sequence[Document]) -> Message:
+    """``message`` with each dropped document's text cut out of its content."""
+    content = message.content
+    for document in dropped:
+        if document.text:
+            content = content.replace(document.text, "[document withheld: it failed an input guard]")
+    return message if content == message.content else message.model_copy(update={"content": content})
+
+
 def _fallback(text: str, model: str) -> Completion:
     return Completion(text=text, finish_reason="content_filter", model=model)
 
@@ -299,4 +392,4 @@ def guard_layer(context: LayerContext, model: Model) -> Model | None:
             path=str(source) if source else None,
             field=f"routes.{context.route}.{exc.field}" if exc.field else f"routes.{context.route}.guards",
         ) from exc
-    return GuardedModel(model, input=inputs, output=outputs, route=context.route)
+    return GuardedModel(model, input=inputs, output=outputs, route=context.route, retrieved=config.retrieved)

@@ -22,7 +22,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiapp.prompts._model import Example, OutputSpec, Prompt, PromptMessage, Variable, VariableType
+from aiapp.prompts._model import (
+    Example,
+    OutputSpec,
+    Prompt,
+    PromptMessage,
+    RenderLimits,
+    Variable,
+    VariableType,
+)
 from aiapp.prompts._registry import LABELS_FILE, Problem, PromptRegistry, Ref, parse_ref
 from aiapp.prompts._structured import StructuredOutput, complete_structured, parse_output
 
@@ -35,6 +43,7 @@ __all__ = [
     "PromptMessage",
     "PromptRegistry",
     "Ref",
+    "RenderLimits",
     "StructuredOutput",
     "Variable",
     "VariableType",

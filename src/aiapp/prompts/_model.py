@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from aiapp.gateway import PromptRef
     from aiapp.prompts._render import Template
 
-__all__ = ["Example", "OutputSpec", "Prompt", "PromptMessage", "Variable", "VariableType"]
+__all__ = ["Example", "OutputSpec", "Prompt", "PromptMessage", "RenderLimits", "Variable", "VariableType"]
 
 VariableType = Literal["string", "integer", "number", "boolean", "list", "object", "any"]
 
@@ -54,6 +55,22 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 """Prompt names: letters, digits, ``_``, ``-`` and ``.``; no ``@`` or ``/`` (they separate references)."""
 
 _SAMPLES: dict[str, Any] = {"string": "sample text", "integer": 1, "number": 1.5, "boolean": True}
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """What one render of one template may cost; exceeding a limit is a :class:`PromptError`.
+
+    Attributes:
+        max_output_chars: The longest rendered text (1 MB of text by default).
+        max_loop_iterations: Total ``{% for %}`` iterations per render, all loops together.
+        max_seconds: Wall time per render, checked cooperatively (on loop iterations, calls and
+            output), so a single huge filter call is not interrupted mid-way.
+    """
+
+    max_output_chars: int = 1_000_000
+    max_loop_iterations: int = 100_000
+    max_seconds: float = 2.0
 
 
 class _Strict(BaseModel):
@@ -162,6 +179,7 @@ class Prompt(_Strict):
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
     _source: str | None = PrivateAttr(default=None)
     _templates: list[Template] | None = PrivateAttr(default=None)
+    _render_limits: RenderLimits | None = PrivateAttr(default=None)
     _hash: str | None = PrivateAttr(default=None)
 
     @field_validator("variables")
@@ -243,6 +261,7 @@ class Prompt(_Strict):
                     path=self._where(),
                     first_line=self._content_line(i),
                     label=f"messages[{i}] ({message.role})",
+                    limits=self._render_limits,
                 )
                 for i, message in enumerate(self.messages)
             ]
@@ -334,11 +353,15 @@ class Prompt(_Strict):
             return line + 1
         return line
 
-    def _attach(self, *, path: str, lines: dict[str, int], source: str) -> Prompt:
-        """Record where this prompt came from (used by the registry when loading a file)."""
+    def _attach(
+        self, *, path: str, lines: dict[str, int], source: str, limits: RenderLimits | None = None
+    ) -> Prompt:
+        """Record where this prompt came from and its render limits (used by the registry)."""
         self._path = path
         self._lines = lines
         self._source = source
+        self._render_limits = limits
+        self._templates = None
         return self
 
 

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from aiapp._yaml import LocatedYaml, read_yaml_file
 from aiapp.errors import PromptError
-from aiapp.prompts._model import NAME_PATTERN, Prompt
+from aiapp.prompts._model import NAME_PATTERN, Prompt, RenderLimits
 
 if TYPE_CHECKING:
     from aiapp.config import Settings
@@ -108,6 +108,8 @@ class PromptRegistry:
 
     Args:
         directory: The prompts directory (``prompts/`` by default in configuration).
+        limits: What rendering one template may cost (default :class:`RenderLimits`: 1 MB of
+            output, 100,000 loop iterations, 2 s); ``check`` reports a template over them.
 
     Raises:
         PromptError: the directory does not exist.
@@ -119,8 +121,9 @@ class PromptRegistry:
         'support_answer@v1'
     """
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, *, limits: RenderLimits | None = None) -> None:
         self.directory = Path(directory)
+        self.limits = limits
         if not self.directory.is_dir():
             raise PromptError(
                 "prompts directory does not exist (set prompts.dir in configs/aiapp.yaml)",
@@ -277,7 +280,9 @@ class PromptRegistry:
             prompt = Prompt.model_validate(located.data)
         except ValidationError as exc:
             return _validation_problems(exc, located)
-        prompt._attach(path=path, lines=located.lines, source=file.read_text(encoding="utf-8"))
+        prompt._attach(
+            path=path, lines=located.lines, source=file.read_text(encoding="utf-8"), limits=self.limits
+        )
         problems = []
         if prompt.name != name:
             problems.append(

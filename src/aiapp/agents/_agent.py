@@ -16,7 +16,7 @@ from aiapp.agents._memory import Memory, MemoryScope
 from aiapp.agents._run import AgentLimits, AgentRun, AgentStep, Approver, SuccessCheck
 from aiapp.agents._tool import Secret, Tool, tool
 from aiapp.errors import InputError
-from aiapp.gateway import Gateway, iter_sync, run_sync
+from aiapp.gateway import Gateway, iter_sync, sync_method
 from aiapp.types import CallOptions
 
 _T = TypeVar("_T")
@@ -166,7 +166,7 @@ class Agent:
 
         Returns:
             The run: ``output`` (``None`` unless ``stop_reason == "final_answer"``), steps, usage and
-            trace id. AgentLimits end the run with a stop reason rather than an exception;
+            trace id. Limits end the run with a stop reason rather than an exception;
             :meth:`AgentRun.raise_for_stop` turns that into :class:`~aiapp.errors.AgentLimitError`.
 
         Raises:
@@ -174,16 +174,7 @@ class Agent:
         """
         return await self._execute(task, user=user, session=session, success=success, emit=None)
 
-    def run(
-        self,
-        task: str,
-        *,
-        user: str = "default",
-        session: str = "default",
-        success: SuccessCheck | None = None,
-    ) -> AgentRun:
-        """Sync :meth:`arun` (works inside a running event loop too; see :func:`~aiapp.gateway.run_sync`)."""
-        return run_sync(self._execute(task, user=user, session=session, success=success, emit=None))
+    run = sync_method(arun)
 
     def astream(self, task: str, *, user: str = "default", session: str = "default") -> AsyncAgentStream:
         """Run ``task``, yielding each :class:`AgentStep` as it completes (``async for``).

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiapp.apps._answer import Answer, AnswerStream, Citation, cited_numbers, render_context
 from aiapp.errors import InputError
-from aiapp.gateway import Document, run_sync, with_documents
+from aiapp.gateway import Document, sync_method, with_documents
 from aiapp.prompts import Prompt, PromptMessage, PromptRegistry, Variable
 from aiapp.tracing import SpanRecord
 from aiapp.types import CallOptions, Completion, Hit, Message, Retriever, Usage
@@ -153,8 +153,10 @@ class RAGApp:
 
     # -- asking --------------------------------------------------------------------------------
 
-    def ask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
-        """Answer ``question`` from retrieved sources (sync :meth:`aask`).
+    async def aask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
+        """Answer ``question`` from retrieved sources (sync: :meth:`ask`).
+
+        Retrieval runs in a worker thread, the model call is async.
 
         Args:
             question: The user's question.
@@ -165,15 +167,13 @@ class RAGApp:
             InputError: an empty question.
             ProviderError: the model call failed. Guards' exceptions propagate unchanged.
         """
-        return run_sync(self.aask(question, history=history))
-
-    async def aask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
-        """Answer ``question``: retrieval and guards run in a worker thread, the model call is async."""
         with self._span(question) as span:
             request = await asyncio.to_thread(self._prepare, question, history)  # copies the span context
             with with_documents(request.documents()):
                 completion = await self.gateway.acomplete(request.messages, **self._call_args())
             return self._finish(request, completion, span)
+
+    ask = sync_method(aask)
 
     def stream(self, question: str, *, history: Sequence[Message] = ()) -> AnswerStream:
         """Answer ``question``, yielding text as it arrives (``for`` or ``async for``).

@@ -21,7 +21,7 @@ from aiapp.gateway._model import Model, ModelInfo, collect
 from aiapp.gateway._pricing import PriceTable, TokenPrice
 from aiapp.gateway._registry import build_model, providers, register_provider
 from aiapp.gateway._route import RouteDeployment, RouteModel, build_route
-from aiapp.gateway._sync import iter_sync, run_sync
+from aiapp.gateway._sync import iter_sync, run_sync, sync_iterator, sync_method
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -57,5 +57,7 @@ __all__ = [
     "register_layer",
     "register_provider",
     "run_sync",
+    "sync_iterator",
+    "sync_method",
     "with_documents",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
 from aiapp.gateway._route import build_route
-from aiapp.gateway._sync import iter_sync, run_sync
+from aiapp.gateway._sync import run_sync, sync_iterator, sync_method
 from aiapp.tracing import SpanRecord, Tracer, TraceStore, collecting_annotations
 from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage, as_messages
 
@@ -148,7 +148,7 @@ class Gateway:
 
     # -- calls -----------------------------------------------------------------------------------
 
-    def complete(
+    async def acomplete(
         self,
         prompt: Prompt,
         *,
@@ -158,7 +158,7 @@ class Gateway:
         metadata: dict[str, Any] | None = None,
         **params: Any,
     ) -> Completion:
-        """Call a route and wait for the reply.
+        """Call a route and wait for the reply (sync: :meth:`complete`).
 
         Args:
             prompt: A string (one user message), a message, or a list of messages.
@@ -171,23 +171,6 @@ class Gateway:
             ProviderError: when the route's deployments fail (``AllDeploymentsFailedError`` lists each).
             ConfigError: for an unknown route or a bad deployment.
         """
-        return run_sync(
-            self.acomplete(
-                prompt, model=model, options=options, prompt_ref=prompt_ref, metadata=metadata, **params
-            )
-        )
-
-    async def acomplete(
-        self,
-        prompt: Prompt,
-        *,
-        model: str | None = None,
-        options: CallOptions | None = None,
-        prompt_ref: PromptRef | None = None,
-        metadata: dict[str, Any] | None = None,
-        **params: Any,
-    ) -> Completion:
-        """Async :meth:`complete`: the core that every sync call runs on."""
         call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
         with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
@@ -196,23 +179,6 @@ class Gateway:
                 call.failed(exc, notes)
                 raise
         return call.finished(completion, notes)
-
-    def stream(
-        self,
-        prompt: Prompt,
-        *,
-        model: str | None = None,
-        options: CallOptions | None = None,
-        prompt_ref: PromptRef | None = None,
-        metadata: dict[str, Any] | None = None,
-        **params: Any,
-    ) -> Iterator[StreamChunk]:
-        """Stream a reply, chunk by chunk as it arrives. The trace is written when the stream ends."""
-        return iter_sync(
-            self.astream(
-                prompt, model=model, options=options, prompt_ref=prompt_ref, metadata=metadata, **params
-            )
-        )
 
     async def astream(
         self,
@@ -224,7 +190,10 @@ class Gateway:
         metadata: dict[str, Any] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
-        """Async :meth:`stream`; the trace is written when the stream ends (or fails)."""
+        """Stream a reply, chunk by chunk as it arrives (sync: :meth:`stream`).
+
+        The trace is written when the stream ends (or fails).
+        """
         call, target, opts = self._begin(prompt, model, options, params, prompt_ref, metadata)
         with collecting_annotations() as notes, calling(call.route, prompt_ref, metadata):
             try:
@@ -235,6 +204,9 @@ class Gateway:
                 call.failed(exc, notes)
                 raise
         call.finished(call.streamed(notes, target.name), notes)
+
+    complete = sync_method(acomplete)
+    stream = sync_iterator(astream)
 
     def _begin(
         self,

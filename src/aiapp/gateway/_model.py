@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiapp.gateway._sync import iter_sync, run_sync
+from aiapp.gateway._sync import sync_iterator, sync_method
 from aiapp.types import CallOptions, Completion, FinishReason, Message, StreamChunk, ToolCall, Usage
 
 
@@ -62,15 +62,8 @@ class Model:
         for chunk in completion_to_chunks(completion):
             yield chunk
 
-    def complete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
-        """Sync :meth:`acomplete` (on a persistent event loop; see :func:`run_sync`)."""
-        return run_sync(self.acomplete(messages, options))
-
-    def stream(
-        self, messages: Sequence[Message], options: CallOptions | None = None
-    ) -> Iterator[StreamChunk]:
-        """Sync :meth:`astream`, chunk by chunk as they arrive (see :func:`iter_sync`)."""
-        return iter_sync(self.astream(messages, options))
+    complete = sync_method(acomplete)
+    stream = sync_iterator(astream)
 
     async def aclose(self) -> None:
         """Release connections (async clients close on their own loop). Safe to call more than once."""

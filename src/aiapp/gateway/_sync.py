@@ -23,10 +23,12 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextvars
+import functools
+import inspect
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 _T = TypeVar("_T")
 
@@ -202,3 +204,42 @@ def iter_sync(agen: AsyncIterator[_T]) -> Iterator[_T]:
         aclose = getattr(iterator, "aclose", None)
         if not finished and aclose is not None:
             runner.run(aclose())
+
+
+_P = ParamSpec("_P")
+
+
+def sync_method(method: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, _T]:
+    """The sync twin of an async method, made rather than written: ``complete = sync_method(acomplete)``.
+
+    It takes the same arguments (typed through ``ParamSpec``) and runs the async method of the
+    *instance* through :func:`run_sync`, so a subclass that overrides the async method is called.
+    """
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        bound: Callable[..., Coroutine[Any, Any, _T]] = getattr(args[0], name)
+        return run_sync(bound(*args[1:], **kwargs))
+
+    call.__name__ = call.__qualname__ = name.removeprefix("a")
+    call.__doc__ = f"Sync :meth:`{name}` (on a persistent event loop; also inside Jupyter).\n\n{_doc(method)}"
+    return call
+
+
+def sync_iterator(method: Callable[_P, AsyncIterator[_T]]) -> Callable[_P, Iterator[_T]]:
+    """The sync twin of an async-generator method: items are yielded as they arrive (:func:`iter_sync`)."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> Iterator[_T]:
+        bound: Callable[..., AsyncIterator[_T]] = getattr(args[0], name)
+        return iter_sync(bound(*args[1:], **kwargs))
+
+    call.__name__ = call.__qualname__ = name.removeprefix("a")
+    call.__doc__ = f"Sync :meth:`{name}`, item by item as they arrive.\n\n{_doc(method)}"
+    return call
+
+
+def _doc(method: Callable[..., Any]) -> str:
+    return inspect.cleandoc(method.__doc__ or "")

@@ -215,13 +215,13 @@ class _Handler(BaseHTTPRequestHandler):
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        for event in events[:-1]:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-        self.wfile.flush()
         release = state.release
         with state.lock:
-            state.holding += 1
+            state.holding += 1  # before the first byte leaves, so a client that sees it sees this
         try:
+            for event in events[:-1]:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
             release.wait(float(fault.get("seconds", 10)))
         finally:
             with state.lock:

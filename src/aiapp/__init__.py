@@ -7,8 +7,10 @@ The public API, loaded lazily so ``import aiapp`` stays fast::
     reply = gw.complete("hello")          # offline by default: the local/extractive baseline
     print(reply.text, reply.usage, reply.trace_id)
 
-Layers (each imports only from those before it): ``types``, ``errors``, ``config`` → ``tracing`` →
-``gateway`` → ``testing``, and later prompts, retrieval, agents, apps, evals, cli, server.
+Layers (each imports only from those before it; import-linter checks it, see pyproject.toml):
+``errors``, ``types``, ``config`` → ``tracing`` → ``gateway`` → ``testing`` → ``prompts`` | ``retrieval``
+→ ``agents`` | ``apps`` | ``guardrails`` → ``evals`` → ``cli``. Everything that talks to a model is
+async; the sync calls run on one persistent loop (:func:`aiapp.gateway.run_sync`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,22 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+__all__ = [
+    "CallOptions",
+    "Completion",
+    "FinishReason",
+    "Hit",
+    "Message",
+    "ResponseFormat",
+    "Retriever",
+    "Role",
+    "StreamChunk",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+    "as_messages",
+]
+
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 

@@ -106,3 +106,52 @@ def test_aiapp_config_env_must_point_at_a_file(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("AIAPP_CONFIG", str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="AIAPP_CONFIG points at a file that does not exist"):
         load_settings()
+
+
+def test_an_unknown_provider_prefix_names_the_model_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "routes:\n"
+        "  main:\n"
+        "    strategy: fallback\n"
+        "    deployments:\n"
+        "      - model: openai/gpt-4o-mini\n"
+        "      - api_base: http://127.0.0.1:9\n"
+        "        model: nosuch/foo\n",
+    )
+    with pytest.raises(ConfigError, match="unknown provider 'nosuch' in model 'nosuch/foo'") as info:
+        load_settings(path, env={})
+    assert info.value.path == str(path) and info.value.line == 7
+    assert info.value.field == "routes.main.deployments.1.model"
+
+
+def test_a_misspelt_provider_gets_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "routes:\n  r:\n    deployments: [{model: antrhopic/claude-haiku-4-5}]\n")
+    with pytest.raises(ConfigError, match="did you mean 'anthropic'") as info:
+        load_settings(path, env={})
+    assert info.value.line == 3
+
+
+def test_known_provider_prefixes_pass(tmp_path: Path) -> None:
+    models = ["anthropic/claude-haiku-4-5", "bedrock/x", "gemini/g", "hosted_vllm/m", "vllm/m", "gpt-4o-mini"]
+    lines = "".join(f"      - model: {m}\n" for m in models)
+    path = write(tmp_path, f"routes:\n  r:\n    deployments:\n{lines}")
+    assert [d.model for d in load_settings(path, env={}).routes["r"].deployments] == models
+
+
+def test_an_explicit_custom_provider_takes_any_model_name(tmp_path: Path) -> None:
+    # Providers registered in code (register_provider) are judged when the route is built.
+    path = write(tmp_path, "routes:\n  r:\n    deployments: [{model: x/m, provider: my-provider}]\n")
+    assert load_settings(path, env={}).routes["r"].deployments[0].provider == "my-provider"
+    path = write(tmp_path, "routes:\n  r:\n    deployments: [{model: local/m, provider: litellm}]\n")
+    with pytest.raises(ConfigError, match="unknown provider 'local'"):  # litellm has no 'local'
+        load_settings(path, env={})
+
+
+def test_an_ad_hoc_default_route_is_checked_too(tmp_path: Path) -> None:
+    path = write(tmp_path, "default_route: nosuch/foo\n")
+    with pytest.raises(ConfigError, match="unknown provider 'nosuch'") as info:
+        load_settings(path, env={})
+    assert info.value.line == 1 and info.value.field == "default_route"
+    with pytest.raises(ConfigError, match="unknown provider 'nosuch'"):
+        load_settings(write(tmp_path, ""), env={"AIAPP_DEFAULT_ROUTE": "nosuch/foo"})

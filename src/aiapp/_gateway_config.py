@@ -3,10 +3,18 @@
 These are the value types behind ``routes.<name>.{strategy,retries,breaker,budget,limits}``,
 ``cache:`` and ``budgets:`` in ``configs/aiapp.yaml``. They live here to keep :mod:`aiapp.config`
 short; import them from :mod:`aiapp.config`.
+
+Also here: which provider prefixes exist (:func:`provider_prefix_problem`). litellm's list is
+read from ``aiapp/data/litellm_providers.txt``, generated from ``litellm.provider_list``, so
+validating a config never imports litellm (a test keeps the file a superset of the installed one).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+from collections.abc import Iterable
+from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -149,6 +157,43 @@ class CacheSettings(_Strict):
         return self
 
 
+LITELLM_DOCS = "https://docs.litellm.ai/docs/providers"
+
+
+@functools.lru_cache(maxsize=1)
+def litellm_providers() -> frozenset[str]:
+    """litellm's provider prefixes (``anthropic``, ``bedrock``, ...), from the shipped list."""
+    text = resources.files("aiapp").joinpath("data/litellm_providers.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def provider_prefix_problem(model: str, *, provider: str | None, ours: Iterable[str]) -> str | None:
+    """Why ``model``'s ``provider/`` prefix names no provider that exists, or ``None`` when it does.
+
+    Args:
+        model: A deployment's ``model:`` (``anthropic/claude-haiku-4-5``).
+        provider: Its explicit ``provider:``. Another provider than ``litellm`` (one registered
+            with ``register_provider``) takes any model name, so nothing is judged here.
+        ours: aiapp's own prefixes (``local`` and the OpenAI-compatible fast path's).
+
+    A name without ``/`` (``gpt-4o-mini``) is left to litellm, which knows bare model names.
+    """
+    if provider not in (None, "litellm") or "/" not in model:
+        return None
+    prefix = model.split("/", 1)[0]
+    mine = set(ours) if provider is None else set()
+    known = mine | litellm_providers()
+    if prefix in known:
+        return None
+    close = difflib.get_close_matches(prefix, sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    where = f"aiapp's ({', '.join(sorted(mine))}) or " if mine else ""
+    return (
+        f"unknown provider {prefix!r} in model {model!r}: the part before '/' must name one of "
+        f"{where}litellm's {len(litellm_providers())} providers ({LITELLM_DOCS}){hint}"
+    )
+
+
 __all__ = [
     "BreakerPolicy",
     "Budget",
@@ -160,4 +205,6 @@ __all__ = [
     "RetryPolicy",
     "SemanticCacheSettings",
     "Strategy",
+    "litellm_providers",
+    "provider_prefix_problem",
 ]

@@ -32,6 +32,7 @@ from aiapp._gateway_config import Limits as Limits
 from aiapp._gateway_config import RetryPolicy as RetryPolicy
 from aiapp._gateway_config import SemanticCacheSettings as SemanticCacheSettings
 from aiapp._gateway_config import Strategy as Strategy
+from aiapp._gateway_config import provider_prefix_problem
 from aiapp._guard_config import GuardSpec as GuardSpec
 from aiapp._guard_config import RouteGuards as RouteGuards
 from aiapp._yaml import LocatedYaml, read_yaml_file
@@ -41,6 +42,8 @@ ProviderKind = str
 
 #: Model-name prefixes served by the OpenAI-compatible fast path (no litellm in the call path).
 OPENAI_COMPATIBLE_PREFIXES = ("openai", "vllm", "hosted_vllm", "ollama_chat_openai", "openai_compatible")
+#: Model-name prefixes aiapp serves itself; any other must be one of litellm's providers.
+KNOWN_PREFIXES = ("local", *OPENAI_COMPATIBLE_PREFIXES)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -315,9 +318,30 @@ def load_settings(path: Path | str | None = None, *, env: dict[str, str] | None 
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, file, located) from exc
+    _check_providers(settings, file, located)
     settings.home = home
     settings.source = file
     return settings
+
+
+def _check_providers(settings: Settings, file: Path | None, located: LocatedYaml | None) -> None:
+    """Every provider prefix names a provider; else a ConfigError naming the ``model:`` line."""
+    checks: list[tuple[tuple[str | int, ...], str, str | None]] = [
+        (("routes", name, "deployments", i, "model"), d.model, d.provider)
+        for name, route in settings.routes.items()
+        for i, d in enumerate(route.deployments)
+    ]
+    if settings.default_route not in settings.routes:  # an ad-hoc provider/model
+        checks.append((("default_route",), settings.default_route, None))
+    for loc, model, provider in checks:
+        problem = provider_prefix_problem(model, provider=provider, ours=KNOWN_PREFIXES)
+        if problem is not None:
+            raise ConfigError(
+                problem,
+                path=str(file) if file else None,
+                line=located.line_of(loc) if located is not None else None,
+                field=".".join(map(str, loc)),
+            )
 
 
 def _config_error(exc: ValidationError, file: Path | None, located: LocatedYaml | None) -> ConfigError:

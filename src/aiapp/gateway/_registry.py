@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiapp.config import Deployment
+from aiapp._gateway_config import provider_prefix_problem
+from aiapp.config import KNOWN_PREFIXES, Deployment
 from aiapp.errors import ConfigError
 from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import PriceTable
@@ -20,7 +21,7 @@ _PROVIDERS: dict[str, ProviderFactory] = {}
 
 
 def register_provider(kind: str) -> Callable[[ProviderFactory], ProviderFactory]:
-    """Decorator: serve deployments whose ``provider:`` (or model prefix) is ``kind``.
+    """Decorator: serve deployments whose ``provider:`` is ``kind`` (any model name).
 
     Example::
 
@@ -42,7 +43,16 @@ def providers() -> list[str]:
 
 
 def build_model(deployment: Deployment, prices: PriceTable) -> Model:
-    """Instantiate the model for one deployment."""
+    """Instantiate the model for one deployment.
+
+    Raises:
+        ConfigError: the provider (or the model's ``provider/`` prefix) does not exist. Checked
+            here too, for settings built in code and ad-hoc ``provider/model`` names, so an unknown
+            prefix never reaches a provider as a request.
+    """
+    problem = provider_prefix_problem(deployment.model, provider=deployment.provider, ours=KNOWN_PREFIXES)
+    if problem is not None:
+        raise ConfigError(problem, field="model")
     kind = deployment.kind
     factory = _PROVIDERS.get(kind)
     if factory is None:

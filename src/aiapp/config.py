@@ -164,6 +164,12 @@ class RetrievalSettings(_Strict):
         candidates: Results each of dense and BM25 contributes before fusion.
         include: Glob patterns of files to index, relative to the corpus root.
         exclude: Glob patterns of files to skip.
+        max_file_mb: The largest file indexed, in MB (10**6 bytes) on disk; also caps the text
+            extracted from any one file. A bigger file is skipped (with its size in the report),
+            never read whole. Chunking takes about 100 times a file's size in memory.
+        max_pdf_mb: The largest PDF file indexed, in MB on disk (PDFs carry images and fonts).
+        follow_links_outside: Index symbolic links whose target lies outside the corpus folder.
+            Off by default: such links are skipped and reported, as are symlink loops.
     """
 
     corpora_dir: Path = Path("corpora")
@@ -187,6 +193,9 @@ class RetrievalSettings(_Strict):
     exclude: list[str] = Field(
         default_factory=lambda: ["**/.*", "**/.*/**", "**/LICENSE*", "**/node_modules/**"]
     )
+    max_file_mb: float = Field(default=10.0, gt=0)
+    max_pdf_mb: float = Field(default=50.0, gt=0)
+    follow_links_outside: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:

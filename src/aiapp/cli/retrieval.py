@@ -127,6 +127,8 @@ def _print_report(report: Any) -> None:
     table.add_row("corpus version", f"{report.corpus_version} (was {report.previous_version or '-'})")
     if report.rebuilt:
         table.add_row("rebuilt", report.reason or "yes")
+    if report.skipped:
+        table.add_row("skipped files", f"{len(report.skipped)} (listed below)")
     table.add_row("time", f"{report.duration_s:.2f} s")
     console().print(table)
     for skipped in report.skipped:

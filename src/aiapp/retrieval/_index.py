@@ -144,7 +144,14 @@ class Index:
         warnings: list[str] = []
         if source is None or isinstance(source, str | Path):
             root = self._resolve_corpus(source)
-            loaded = load_corpus(root, include=self.config.include, exclude=self.config.exclude)
+            loaded = load_corpus(
+                root,
+                include=self.config.include,
+                exclude=self.config.exclude,
+                max_file_mb=self.config.max_file_mb,
+                max_pdf_mb=self.config.max_pdf_mb,
+                follow_links_outside=self.config.follow_links_outside,
+            )
             documents = loaded.documents
             skipped, warnings = loaded.skipped, loaded.warnings
             corpus = str(root)

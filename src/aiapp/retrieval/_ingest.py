@@ -100,7 +100,18 @@ def run_ingest(
 
         fresh = (set(added) | set(changed)) if base is not None else set(hashes)  # a rebuild redoes all
         todo = [d for d in docs if d.source in fresh]
-        chunks_by_doc = _chunk_all(job, todo, progress)
+        chunks_by_doc, failed = _chunk_all(job, todo, progress)
+        if failed:  # a document that cannot be chunked is skipped, like a file that cannot be read
+            report.skipped.extend(failed)
+            gone = {f.path for f in failed}
+            todo = [d for d in todo if d.source not in gone]
+            for source in gone:
+                hashes.pop(source)
+            added = [s for s in added if s not in gone]
+            changed = [s for s in changed if s not in gone]
+            removed += [s for s in gone if s in before]
+            report.added, report.changed, report.removed = len(added), len(changed), len(removed)
+            report.unchanged = len(hashes) - len(added) - len(changed)
         chunks = [c for d in todo for c in chunks_by_doc[d.source]]
         texts = [c.embed_text for c in chunks]
 
@@ -230,17 +241,27 @@ def _clear_leftovers(job: IngestJob, keep_from: Manifest | None) -> None:
             job.directory.drop_manifest(version)
 
 
-def _chunk_all(job: IngestJob, docs: Sequence[Document], progress: Progress | None) -> dict[str, list[Chunk]]:
+def _chunk_all(
+    job: IngestJob, docs: Sequence[Document], progress: Progress | None
+) -> tuple[dict[str, list[Chunk]], list[SkippedFile]]:
+    """Chunks by source, and the documents whose chunking failed (any exception), with the reason."""
     out: dict[str, list[Chunk]] = {}
+    failed: list[SkippedFile] = []
     if not docs:
-        return out
+        return out, failed
     chunker = job.make_chunker()
     total = len(docs)
     for i, doc in enumerate(docs, 1):
-        out[doc.source] = chunker.chunk(doc)
+        try:
+            out[doc.source] = chunker.chunk(doc)
+        except Exception as exc:  # untrusted input: one document never ends the ingest
+            message = " ".join(str(exc).split())[:200]
+            reason = f"could not be chunked ({type(exc).__name__}: {message})"
+            log.warning("skipped %s: %s", doc.source, reason)
+            failed.append(SkippedFile(path=doc.source, reason=reason))
         if progress is not None and (i % 64 == 0 or i == total):
             progress("chunk", i, total)
-    return out
+    return out, failed
 
 
 def _payload(chunk: Chunk, doc: Document) -> dict[str, Any]:

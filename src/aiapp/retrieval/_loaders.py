@@ -1,15 +1,20 @@
 """Load a corpus folder into :class:`Document` values: Markdown/MDX, text, HTML and PDF.
 
 Files are chosen by include/exclude globs relative to the corpus root (``**`` spans folders).
-Binary or undecodable files are skipped with a reason naming the file, never silently. Markdown
-front matter (``---`` YAML) supplies ``title``, ``tags`` and other metadata; the title falls back to
+Every file is untrusted input: one that is binary, undecodable, too large, a symbolic link leading
+out of the corpus folder or in a loop, or that fails to parse in any way is skipped with a reason
+naming it (the exception's type and message when parsing failed), never silently and never ending
+the load. Files over the size limit are never read. Markdown front matter (``---`` YAML) supplies ``title``, ``tags`` and other metadata; the title falls back to
 the first ``#`` heading, then the file name.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from aiapp.errors import InputError
+from aiapp.errors import ConfigError, InputError
 from aiapp.retrieval._html import html_to_markdown
 from aiapp.retrieval._types import Document, SkippedFile
 
@@ -27,6 +32,12 @@ MARKDOWN_SUFFIXES = {".md", ".mdx", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 TEXT_SUFFIXES = {".txt", ".text", ".rst"}
 MAX_HEADINGS = 32
+MB = 1_000_000
+#: Defaults of ``retrieval.max_file_mb`` and ``retrieval.max_pdf_mb``.
+MAX_FILE_MB = 10.0
+MAX_PDF_MB = 50.0
+#: Front-matter values larger than this (YAML aliases can expand exponentially) make the file skipped.
+MAX_FRONT_MATTER_NODES = 10_000
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
@@ -80,21 +91,132 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
 
 
 def iter_corpus_files(
-    root: Path, include: Sequence[str], exclude: Sequence[str]
+    root: Path,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    *,
+    follow_links_outside: bool = False,
+    skipped: list[SkippedFile] | None = None,
 ) -> Iterator[tuple[Path, str]]:
-    """Files under ``root`` matching ``include`` and not ``exclude``, as (path, posix path relative to root)."""
+    """Files under ``root`` matching ``include`` and not ``exclude``, as (path, posix path relative to root).
+
+    Symbolic links are resolved: a link whose target lies outside ``root`` is left out unless
+    ``follow_links_outside``; links in a loop, broken links, links to folders inside ``root`` (whose
+    files are found under their own paths) and special files (FIFOs, devices) are left out too.
+    Each of those is appended to ``skipped`` with its reason. Excluded folders are not entered.
+    """
     includes = [glob_to_regex(p) for p in include]
     excludes = [glob_to_regex(p) for p in exclude]
-    for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(root).as_posix()
-        if any(rx.match(rel) for rx in includes) and not any(rx.match(rel) for rx in excludes):
-            yield path, rel
+    out = skipped if skipped is not None else []
+
+    def wanted(rel: str) -> bool:
+        return any(rx.match(rel) for rx in includes) and not any(rx.match(rel) for rx in excludes)
+
+    def excluded(rel: str) -> bool:
+        return any(rx.match(rel) for rx in excludes)
+
+    def pruned(rel: str) -> bool:  # a folder every one of whose files an exclude pattern drops
+        return any(rx.match(rel + "/") for rx in excludes)
+
+    real_root = Path(os.path.realpath(root))
+    visited = {real_root}
+
+    def walk(folder: Path, real: Path, prefix: str, chain: tuple[Path, ...]) -> Iterator[tuple[Path, str]]:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as exc:
+            out.append(
+                SkippedFile(path=prefix.rstrip("/") or ".", reason=f"cannot list folder: {exc.strerror}")
+            )
+            return
+        for name in names:
+            path = folder / name
+            rel = prefix + name
+            try:
+                mode = path.lstat().st_mode
+            except OSError as exc:
+                if wanted(rel):
+                    out.append(SkippedFile(path=rel, reason=f"cannot read file: {exc.strerror}"))
+                continue
+            target_real = real / name
+            if stat.S_ISLNK(mode):
+                try:
+                    mode = path.stat().st_mode
+                except OSError as exc:
+                    if not excluded(rel):
+                        reason = (
+                            "symbolic link loop"
+                            if exc.errno == errno.ELOOP
+                            else f"broken symbolic link (to {_readlink(path)})"
+                        )
+                        out.append(SkippedFile(path=rel, reason=reason))
+                        log.warning("skipped %s: %s", path, reason)
+                    continue
+                target_real = Path(os.path.realpath(path))
+                is_dir = stat.S_ISDIR(mode)
+                if (pruned(rel) or excluded(rel)) if is_dir else not wanted(rel):
+                    continue
+                inside = target_real == real_root or real_root in target_real.parents
+                reason = None
+                if not inside and not follow_links_outside:
+                    reason = (
+                        f"symbolic link to {target_real}, outside the corpus folder "
+                        "(set retrieval.follow_links_outside to index it)"
+                    )
+                elif is_dir and target_real in chain:
+                    reason = f"symbolic link loop (to {target_real}, a folder above it)"
+                elif is_dir and inside:
+                    rel_target = target_real.relative_to(real_root).as_posix()
+                    reason = f"symbolic link to the folder {rel_target or '.'}, already in the corpus"
+                elif is_dir and target_real in visited:
+                    reason = f"symbolic link to {target_real}, a folder already indexed"
+                if reason is not None:
+                    out.append(SkippedFile(path=rel, reason=reason))
+                    log.warning("skipped %s: %s", path, reason)
+                    continue
+            if stat.S_ISDIR(mode):
+                if pruned(rel):
+                    continue
+                visited.add(target_real)
+                yield from walk(path, target_real, rel + "/", (*chain, target_real))
+            elif not wanted(rel):
+                continue
+            elif stat.S_ISREG(mode):
+                yield path, rel
+            else:
+                out.append(SkippedFile(path=rel, reason="not a regular file (FIFO, socket or device)"))
+
+    yield from walk(root, real_root, "", (real_root,))
 
 
-def load_corpus(root: Path, *, include: Sequence[str], exclude: Sequence[str]) -> LoadResult:
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # pragma: no cover - raced away
+        return "?"
+
+
+def load_corpus(
+    root: Path,
+    *,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    max_file_mb: float = MAX_FILE_MB,
+    max_pdf_mb: float = MAX_PDF_MB,
+    follow_links_outside: bool = False,
+) -> LoadResult:
     """Load every matching file under ``root``; problems become ``skipped``/``warnings`` entries.
+
+    Any failure reading, decoding or parsing one file skips that file with a reason (see
+    :func:`iter_corpus_files` for links); the others load as usual.
+
+    Args:
+        root: The corpus folder.
+        include: Glob patterns of files to load.
+        exclude: Glob patterns of files (and folders) to leave out.
+        max_file_mb: Skip files over this size (MB on disk), and files whose text exceeds it.
+        max_pdf_mb: Skip PDF files over this size (MB on disk).
+        follow_links_outside: Load symbolic links whose target is outside ``root``.
 
     Raises:
         InputError: ``root`` is not a folder.
@@ -102,12 +224,24 @@ def load_corpus(root: Path, *, include: Sequence[str], exclude: Sequence[str]) -
     if not root.is_dir():
         raise InputError(f"{root}: corpus folder does not exist")
     result = LoadResult()
-    for path, rel in iter_corpus_files(root, include, exclude):
+    files = iter_corpus_files(
+        root, include, exclude, follow_links_outside=follow_links_outside, skipped=result.skipped
+    )
+    for path, rel in files:
         try:
-            doc = load_file(path, source=rel, warnings=result.warnings)
+            doc = load_file(
+                path, source=rel, warnings=result.warnings, max_file_mb=max_file_mb, max_pdf_mb=max_pdf_mb
+            )
         except InputError as exc:
             result.skipped.append(SkippedFile(path=rel, reason=str(exc).removeprefix(f"{path}: ")))
             log.warning("skipped %s", exc)
+            continue
+        except ConfigError:
+            raise
+        except Exception as exc:  # untrusted input: any failure on one file skips that file
+            reason = f"{type(exc).__name__}: {brief(exc)}"
+            result.skipped.append(SkippedFile(path=rel, reason=reason))
+            log.warning("skipped %s: %s", path, reason)
             continue
         if not doc.text.strip():
             result.skipped.append(SkippedFile(path=rel, reason="no text"))
@@ -117,24 +251,53 @@ def load_corpus(root: Path, *, include: Sequence[str], exclude: Sequence[str]) -
     return result
 
 
-def load_file(path: Path, *, source: str | None = None, warnings: list[str] | None = None) -> Document:
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    message = " ".join(str(exc).split()) or repr(exc)
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def load_file(
+    path: Path,
+    *,
+    source: str | None = None,
+    warnings: list[str] | None = None,
+    max_file_mb: float = MAX_FILE_MB,
+    max_pdf_mb: float = MAX_PDF_MB,
+) -> Document:
     """Load one file by its suffix (unknown suffixes are read as text).
 
+    Args:
+        path: The file.
+        source: The document's source (default: the file name).
+        warnings: Collects problems that do not skip the file (bad front matter).
+        max_file_mb: Refuse files over this size (MB on disk) without reading them, and files
+            whose extracted text exceeds it.
+        max_pdf_mb: Refuse PDF files over this size (MB on disk).
+
     Raises:
-        InputError: naming the file, when it is unreadable, binary or not UTF-8.
+        InputError: naming the file, when it is unreadable, too large, binary or not UTF-8, or
+            a PDF that cannot be parsed.
     """
     source = source or path.name
     suffix = path.suffix.lower()
     try:
-        modified = path.stat().st_mtime
+        info = path.stat()
     except OSError as exc:
         raise InputError(f"{path}: cannot read file: {exc.strerror}") from exc
+    modified = info.st_mtime
+    limit_mb, setting = (max_pdf_mb, "max_pdf_mb") if suffix == ".pdf" else (max_file_mb, "max_file_mb")
+    if info.st_size > limit_mb * MB:
+        raise InputError(
+            f"{path}: file is {info.st_size / MB:,.1f} MB, over the {limit_mb:g} MB limit "
+            f"(retrieval.{setting}); not read"
+        )
     if suffix == ".pdf":
         from aiapp.retrieval._pdf import read_pdf
 
-        text, title = read_pdf(path)
+        text, title = read_pdf(path, max_chars=int(max_file_mb * MB))
         return Document(source=source, text=text, title=title or path.stem, kind="text", modified=modified)
-    raw = _read_text(path)
+    raw = _read_text(path, int(max_file_mb * MB))
     if suffix in HTML_SUFFIXES:
         text, title, headings = html_to_markdown(raw)
         meta: dict[str, Any] = {"headings": headings[:MAX_HEADINGS]} if headings else {}
@@ -151,11 +314,14 @@ def load_file(path: Path, *, source: str | None = None, warnings: list[str] | No
     return Document(source=source, text=raw, title=path.stem, kind="text", modified=modified)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, max_bytes: int) -> str:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)  # bounded, even if the file grew after stat()
     except OSError as exc:
         raise InputError(f"{path}: cannot read file: {exc.strerror}") from exc
+    if len(data) > max_bytes:
+        raise InputError(f"{path}: file grew over the {max_bytes / MB:g} MB limit while being read")
     if b"\x00" in data[:8192]:
         raise InputError(f"{path}: binary file (NUL bytes), not text")
     try:
@@ -183,7 +349,8 @@ def _markdown_document(
                 warnings.append(message)
             front = None
         if isinstance(front, dict):
-            meta = {str(k): _jsonable(v) for k, v in front.items()}
+            budget = [MAX_FRONT_MATTER_NODES]
+            meta = {str(k): _jsonable(v, budget, path) for k, v in front.items()}
     if mdx:
         body = _strip_mdx(body)
     headings = markdown_headings(body)
@@ -228,11 +395,14 @@ def _strip_mdx(text: str) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, budget: list[int], path: Path) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:  # YAML aliases let a few lines expand to billions of values
+        raise InputError(f"{path}: front matter expands to over {MAX_FRONT_MATTER_NODES:,} values")
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, budget, path) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, budget, path) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)

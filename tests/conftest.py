@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# State written outside a test's own home (session fixtures, the ONNX graph built once per run)
+# goes to a throwaway folder, never the developer's ~/.aiapp; each test still gets its own.
+os.environ["AIAPP_HOME"] = tempfile.mkdtemp(prefix="aiapp-tests-")
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ When the local MiniLM is installed, that lexical score gates whether the context
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import math
@@ -190,7 +191,8 @@ class ExtractiveAnswer:
 class ExtractiveModel(Model):
     """Offline extractive QA baseline: returns the context sentences that best answer the question.
 
-    Deterministic, pure Python, a few milliseconds for a few KB of context. Tool specs in
+    Deterministic; a few milliseconds for a few KB of context, plus one MiniLM (ONNX) embedding of
+    its sentences when ``semantic`` is on, which runs off the event loop. Tool specs in
     ``options.tools`` are ignored (``info.supports_tools`` is false, so agents use a text protocol).
     ``options.response_format`` asking for JSON yields ``{"answer", "sources", "supported"}`` whatever
     the schema. ``options.stop`` and ``options.max_tokens`` cut plain-text answers like a real model's.
@@ -221,7 +223,8 @@ class ExtractiveModel(Model):
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         """Answer the last user question from the ``<context>`` in ``messages``.
 
-        Runs inline on the event loop: the work is a few milliseconds of CPU.
+        The work runs in a worker thread when sentences are chosen by meaning (an embedding
+        call, milliseconds of CPU that must not stall other calls on the loop), inline otherwise.
 
         Args:
             messages: The conversation; see the module docstring for the protocol.
@@ -234,6 +237,11 @@ class ExtractiveModel(Model):
         Raises:
             InputError: ``extra["max_sentences"]`` is not a positive integer.
         """
+        if self._meaning.enabled:
+            return await asyncio.to_thread(self._answer, messages, options)
+        return self._answer(messages, options)
+
+    def _answer(self, messages: Sequence[Message], options: CallOptions | None) -> Completion:
         started = time.perf_counter()
         opts = options or CallOptions()
         max_sentences = _check_positive("max_sentences", opts.extra.get("max_sentences", self.max_sentences))

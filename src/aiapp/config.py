@@ -391,3 +391,29 @@ def _interpolate(
 
         return _ENV_REF.sub(replace, value)
     return value
+
+
+__all__ = [
+    "KNOWN_PREFIXES",
+    "OPENAI_COMPATIBLE_PREFIXES",
+    "BreakerPolicy",
+    "Budget",
+    "BudgetSettings",
+    "CacheSettings",
+    "Deployment",
+    "GuardSpec",
+    "Limits",
+    "Price",
+    "PromptSettings",
+    "RetrievalSettings",
+    "RetryPolicy",
+    "Route",
+    "RouteGuards",
+    "SemanticCacheSettings",
+    "Settings",
+    "Strategy",
+    "TracingSettings",
+    "default_home",
+    "find_config_file",
+    "load_settings",
+]

@@ -64,6 +64,7 @@ def main() -> None:
         async def aiohttp_call() -> object:
             async with bare.post(f"{base}/chat/completions", json=body) as response:
                 return await response.json()
+
         settings = Settings(
             routes={
                 "fast": Route(deployments=[Deployment(model="vllm/stub-model", api_base=base)]),

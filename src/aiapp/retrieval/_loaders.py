@@ -157,22 +157,22 @@ def iter_corpus_files(
                 if (pruned(rel) or excluded(rel)) if is_dir else not wanted(rel):
                     continue
                 inside = target_real == real_root or real_root in target_real.parents
-                reason = None
+                skip: str | None = None
                 if not inside and not follow_links_outside:
-                    reason = (
+                    skip = (
                         f"symbolic link to {target_real}, outside the corpus folder "
                         "(set retrieval.follow_links_outside to index it)"
                     )
                 elif is_dir and target_real in chain:
-                    reason = f"symbolic link loop (to {target_real}, a folder above it)"
+                    skip = f"symbolic link loop (to {target_real}, a folder above it)"
                 elif is_dir and inside:
                     rel_target = target_real.relative_to(real_root).as_posix()
-                    reason = f"symbolic link to the folder {rel_target or '.'}, already in the corpus"
+                    skip = f"symbolic link to the folder {rel_target or '.'}, already in the corpus"
                 elif is_dir and target_real in visited:
-                    reason = f"symbolic link to {target_real}, a folder already indexed"
-                if reason is not None:
-                    out.append(SkippedFile(path=rel, reason=reason))
-                    log.warning("skipped %s: %s", path, reason)
+                    skip = f"symbolic link to {target_real}, a folder already indexed"
+                if skip is not None:
+                    out.append(SkippedFile(path=rel, reason=skip))
+                    log.warning("skipped %s: %s", path, skip)
                     continue
             if stat.S_ISDIR(mode):
                 if pruned(rel):

@@ -170,8 +170,11 @@ PUBLIC: dict[str, list[str]] = {
         "BudgetLedger",
         "BudgetModel",
         "Claim",
+        "Ledger",
+        "RedisBudgetLedger",
         "Reservation",
         "budget_layer",
+        "open_ledger",
         "period_of",
     ],
     "aiapp.gateway.embedders": [

@@ -98,13 +98,19 @@ class Budget(_Strict):
 class BudgetSettings(_Strict):
     """Budgets per key (``budgets:``): the key comes from ``metadata={"budget_key": ...}`` on a call.
 
+    A call may also bring its own key budget: ``metadata={"budget_key": "team-a", "budget_usd": 5.0}``
+    (``budget_window`` defaults to ``total``); ``aiapp serve`` does this for each virtual key.
+
     Attributes:
         keys: Budget per key; ``"*"`` applies to every key without its own entry.
         default_output_tokens: Output tokens reserved for a call that sets no ``max_tokens``.
+        hold_ttl_s: How long a reservation holds budget; a hold left by a crashed process lapses
+            after this (settled spending never does).
     """
 
     keys: dict[str, Budget] = Field(default_factory=dict)
     default_output_tokens: int = Field(default=1024, gt=0)
+    hold_ttl_s: float = Field(default=3600.0, gt=0)
 
 
 class SemanticCacheSettings(_Strict):

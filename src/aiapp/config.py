@@ -234,6 +234,9 @@ class Settings(_Strict):
         prompts: Where versioned prompt files live.
         cache: Response cache (exact, semantic, record/replay); ``None`` (no section) means off.
         budgets: Budgets per key (route budgets live on the route).
+        redis_url: Shared state for several processes (``redis://host:port/db``): budgets, virtual
+            keys and their rate limits live in Redis when it is set, in ``$AIAPP_HOME`` otherwise.
+            (The cache has its own ``cache.url``.)
         home: State directory (``AIAPP_HOME``); not read from the file.
         source: The file these settings came from, or ``None`` for embedded defaults.
     """
@@ -246,6 +249,7 @@ class Settings(_Strict):
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     cache: CacheSettings | None = None
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    redis_url: str | None = None
     home: Path = Field(default_factory=lambda: default_home(), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 

@@ -18,7 +18,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from aiapp.cli import agent, ask, chat, complete, models, prompts, retrieval, traces
+    from aiapp.cli import agent, ask, chat, complete, keys, models, prompts, retrieval, traces
     from aiapp.cli import eval as eval_cli
 
     agent.register(app)
@@ -26,6 +26,7 @@ def _register() -> None:
     chat.register(app)
     complete.register(app)
     eval_cli.register(app)
+    keys.register(app)
     models.register(app)
     prompts.register(app)
     retrieval.register(app)

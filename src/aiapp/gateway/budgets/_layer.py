@@ -5,24 +5,23 @@ from __future__ import annotations
 from aiapp.gateway._layers import LayerContext, register_layer
 from aiapp.gateway._model import Model
 from aiapp.gateway._shared import per_gateway
-from aiapp.gateway.budgets._ledger import BudgetLedger
+from aiapp.gateway.budgets._ledger import open_ledger
 from aiapp.gateway.budgets._model import BudgetModel
 
 
 @register_layer("budgets", order=10)
-def budget_layer(context: LayerContext, model: Model) -> Model | None:
-    """Wrap a route when it has a budget or limits, or when key budgets are configured."""
+def budget_layer(context: LayerContext, model: Model) -> Model:
+    """Wrap every route: a call may bring a key budget in its metadata even where none is configured.
+
+    A call with nothing to enforce (no route budget or limits, no key budget) passes straight
+    through; the ledger (SQLite, or Redis when ``redis_url`` is set) opens on first use.
+    """
     config = context.config
     settings = context.settings
     budget = config.budget if config is not None else None
     limits = config.limits if config is not None else None
-    has_limits = limits is not None and bool(limits.rpm or limits.tpm)
-    if budget is None and not has_limits and not settings.budgets.keys:
-        return None
     gateway = context.gateway
-    ledger = per_gateway(
-        gateway, "budgets.ledger", lambda: BudgetLedger(settings.home / "budgets.db", clock=gateway.clock)
-    )
+    ledger = per_gateway(gateway, "budgets.ledger", lambda: open_ledger(settings, clock=gateway.clock))
     prices = (
         [(d.label, gateway.prices.price(d.model)) for d in config.deployments]
         if config is not None

@@ -23,11 +23,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from aiapp._gateway_config import BudgetWindow
 from aiapp.config import Budget
 from aiapp.errors import BudgetExceededError, ConfigError
 from aiapp.gateway._clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from aiapp.config import Settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spend (
@@ -80,6 +84,31 @@ class Reservation:
     amount_usd: float
     holds: tuple[tuple[str, str], ...]  # (scope id, period)
     done: bool = False
+
+
+class Ledger(Protocol):
+    """What the budget layer needs of a ledger: :class:`BudgetLedger` (SQLite) or
+    :class:`~aiapp.gateway.budgets.RedisBudgetLedger` (several processes or machines)."""
+
+    def reserve(self, claims: Sequence[Claim], amount_usd: float) -> Reservation: ...
+
+    def settle(self, reservation: Reservation, cost_usd: float) -> None: ...
+
+    def release(self, reservation: Reservation) -> None: ...
+
+    def spent(self, scope: str, name: str, window: BudgetWindow = "daily") -> tuple[float, float]: ...
+
+    def close(self) -> None: ...
+
+
+def open_ledger(settings: Settings, *, clock: Clock | None = None) -> Ledger:
+    """The ledger ``settings`` select: Redis when ``redis_url`` is set, else ``$AIAPP_HOME/budgets.db``."""
+    ttl = settings.budgets.hold_ttl_s
+    if settings.redis_url:
+        from aiapp.gateway.budgets._redis_ledger import RedisBudgetLedger
+
+        return RedisBudgetLedger(settings.redis_url, clock=clock, hold_ttl_s=ttl)
+    return BudgetLedger(settings.home / "budgets.db", clock=clock, hold_ttl_s=ttl)
 
 
 class BudgetLedger:

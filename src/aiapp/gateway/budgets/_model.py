@@ -7,8 +7,10 @@ the router. For each call it:
 2. estimates the call's worst-case cost — estimated input tokens plus ``max_tokens`` (or
    ``budgets.default_output_tokens``), at the price of the route's *most expensive* deployment,
    since failover may land there — and reserves it on the route's budget
-   (``routes.<name>.budget``) and the caller's key budget (``metadata={"budget_key": ...}``,
-   ``budgets.keys``); if either would go over, :class:`~aiapp.errors.BudgetExceededError`;
+   (``routes.<name>.budget``) and the caller's key budget — ``metadata={"budget_key": ...}`` with
+   its own ``budget_usd`` (and ``budget_window``, default ``total``; ``aiapp serve`` sends these for
+   each virtual key) or one from ``budgets.keys``; if either would go over,
+   :class:`~aiapp.errors.BudgetExceededError`;
 3. calls the route, then settles the reservation with the real cost (the estimate when the
    provider reported no price) or releases it when the call failed before any reply.
 
@@ -19,9 +21,11 @@ configuration error (add them under ``pricing:``), never a silent bypass.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+
+from pydantic import ValidationError
 
 from aiapp.config import Budget, Limits
 from aiapp.errors import ConfigError
@@ -31,11 +35,9 @@ from aiapp.gateway._estimate import TokenEstimate, estimate_tokens
 from aiapp.gateway._model import Model
 from aiapp.gateway._pricing import TokenPrice
 from aiapp.gateway._ratelimit import RateLimiter, Ticket
-from aiapp.gateway.budgets._ledger import BudgetLedger, Claim, Reservation
+from aiapp.gateway.budgets._ledger import Claim, Ledger, Reservation
 from aiapp.tracing import annotate
 from aiapp.types import CallOptions, Completion, Message, StreamChunk
-
-_R = TypeVar("_R")
 
 
 @dataclass
@@ -66,7 +68,7 @@ class BudgetModel(Model):
         inner: Model,
         *,
         route: str,
-        ledger: BudgetLedger,
+        ledger: Ledger,
         prices: Sequence[tuple[str, TokenPrice | None]],
         budget: Budget | None = None,
         key_budgets: Mapping[str, Budget] | None = None,
@@ -101,17 +103,26 @@ class BudgetModel(Model):
     def _claims(self) -> list[Claim]:
         claims = [Claim("route", self.route, self.budget)] if self.budget is not None else []
         context = current_call()
-        key = context.metadata.get("budget_key") if context is not None else None
-        if key is not None and self.key_budgets:
+        if context is None:
+            return claims
+        metadata = context.metadata
+        key = metadata.get("budget_key")
+        if key is None:
+            if metadata.get("budget_usd") is not None:
+                raise ConfigError("metadata budget_usd needs a budget_key to charge", field="metadata")
+            return claims
+        budget = _call_budget(metadata) if metadata.get("budget_usd") is not None else None
+        if budget is None and self.key_budgets:
             budget = self.key_budgets.get(str(key)) or self.key_budgets.get("*")
-            if budget is not None:
-                self._check_prices(f"key {str(key)!r} has a budget")
-                claims.append(Claim("key", str(key), budget))
+        if budget is not None:
+            self._check_prices(f"key {str(key)!r} has a budget")
+            claims.append(Claim("key", str(key), budget))
         return claims
 
-    def _admit(self, messages: Sequence[Message], options: CallOptions | None) -> _Admitted:
+    def _admit(
+        self, messages: Sequence[Message], options: CallOptions | None, claims: list[Claim]
+    ) -> _Admitted:
         estimate = estimate_tokens(messages, options, default_output_tokens=self.default_output_tokens)
-        claims = self._claims()
         cost = max((estimate.cost(p) for _, p in self.prices if p is not None), default=0.0)
         ticket = self.limiter.acquire(estimate.total) if self.limiter is not None else None
         reservation = None
@@ -142,28 +153,44 @@ class BudgetModel(Model):
 
     # -- the Model interface ----------------------------------------------------------------------
 
-    async def _off_loop(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
-        """Ledger work is SQLite I/O that may wait on a lock: run it off the event loop."""
-        if self.budget is None and not self.key_budgets:
-            return fn(*args, **kwargs)  # limiter only: in memory, microseconds
-        return await asyncio.to_thread(fn, *args, **kwargs)
+    async def _admit_async(
+        self, messages: Sequence[Message], options: CallOptions | None, claims: list[Claim]
+    ) -> _Admitted:
+        """Ledger work is SQLite or Redis I/O that may wait: it runs off the event loop."""
+        if not claims:
+            return self._admit(messages, options, claims)  # limiter only: in memory, microseconds
+        return await asyncio.to_thread(self._admit, messages, options, claims)
+
+    async def _done_async(self, admitted: _Admitted, completion: Completion | None, *, spent: bool) -> None:
+        if admitted.reservation is None:
+            self._done(admitted, completion, spent=spent)
+        else:
+            await asyncio.to_thread(self._done, admitted, completion, spent=spent)
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         """Reserve, call, settle."""
-        admitted = await self._off_loop(self._admit, messages, options)
+        claims = self._claims()
+        if not claims and self.limiter is None:
+            return await self.inner.acomplete(messages, options)  # nothing to enforce on this call
+        admitted = await self._admit_async(messages, options, claims)
         try:
             completion = await self.inner.acomplete(messages, options)
         except BaseException:
-            await self._off_loop(self._done, admitted, None, spent=False)
+            await self._done_async(admitted, None, spent=False)
             raise
-        await self._off_loop(self._done, admitted, completion, spent=True)
+        await self._done_async(admitted, completion, spent=True)
         return completion
 
     async def astream(
         self, messages: Sequence[Message], options: CallOptions | None = None
     ) -> AsyncIterator[StreamChunk]:
         """Reserve, stream, settle with the usage on the last chunk (the estimate if cut short)."""
-        admitted = await self._off_loop(self._admit, messages, options)
+        claims = self._claims()
+        if not claims and self.limiter is None:
+            async for chunk in self.inner.astream(messages, options):
+                yield chunk
+            return
+        admitted = await self._admit_async(messages, options, claims)
         started = False
         last: StreamChunk | None = None
         try:
@@ -176,7 +203,7 @@ class BudgetModel(Model):
             # a thread is not allowed.
             self._done(admitted, None, spent=started)
             raise
-        await self._off_loop(self._done, admitted, _final(last), spent=started)
+        await self._done_async(admitted, _final(last), spent=started)
 
     def close(self) -> None:
         """Close the inner model and the ledger (which reopens on next use)."""
@@ -187,6 +214,19 @@ class BudgetModel(Model):
         """Async :meth:`close`."""
         await self.inner.aclose()
         self.ledger.close()
+
+
+def _call_budget(metadata: Mapping[str, Any]) -> Budget:
+    """The key budget a call brings in its metadata (``budget_usd``, ``budget_window``)."""
+    try:
+        return Budget(limit_usd=metadata["budget_usd"], window=metadata.get("budget_window", "total"))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(p) for p in problem["loc"])
+        raise ConfigError(
+            f"metadata budget_{'usd' if field == 'limit_usd' else 'window'}: {problem['msg']}",
+            field="metadata",
+        ) from exc
 
 
 def _final(last: StreamChunk | None) -> Completion | None:

@@ -1,6 +1,6 @@
 """A cache shared by several processes or machines: Redis (``cache: {backend: redis, url: ...}``).
 
-The only module of aiapp that imports ``redis`` (the ``aiapp[redis]`` extra), on first use. Entries
+The client comes from :mod:`aiapp.gateway._redis` (the one module that imports ``redis``). Entries
 are plain Redis strings under ``aiapp:cache:v1:<key>`` with Redis's own expiry, so any Redis
 eviction policy works.
 """
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from aiapp.errors import ConfigError
+from aiapp.gateway._redis import safe_url, sync_client
 
 PREFIX = "aiapp:cache:v1:"
 
@@ -38,16 +37,7 @@ class RedisCacheStore:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    try:
-                        import redis
-                    except ImportError as exc:
-                        raise ConfigError(
-                            "the redis cache backend needs the redis package: pip install 'aiapp[redis]'",
-                            field="cache.backend",
-                        ) from exc
-                    self._client = redis.Redis.from_url(
-                        self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
-                    )
+                    self._client = sync_client(self.url, timeout_s=self.timeout_s, field="cache.backend")
         return self._client
 
     def get(self, key: str) -> str | None:
@@ -75,13 +65,3 @@ class RedisCacheStore:
 
     def __repr__(self) -> str:
         return f"<RedisCacheStore {safe_url(self.url)}>"
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -20,6 +20,7 @@ app = typer.Typer(
 def _register() -> None:
     from aiapp.cli import agent, ask, chat, complete, keys, models, prompts, retrieval, traces
     from aiapp.cli import eval as eval_cli
+    from aiapp.cli import serve as serve_cli
 
     agent.register(app)
     ask.register(app)
@@ -30,6 +31,7 @@ def _register() -> None:
     models.register(app)
     prompts.register(app)
     retrieval.register(app)
+    serve_cli.register(app)
     traces.register(app)
 
 

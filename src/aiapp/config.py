@@ -56,7 +56,9 @@ class Deployment(_Strict):
     """One concrete model behind a route.
 
     ``model`` is ``provider/model-name``: ``local/extractive``; ``openai/gpt-4o-mini`` and
-    ``vllm/<name>`` (with ``api_base``) take the OpenAI-compatible fast path; anything else
+    ``vllm/<name>`` (with ``api_base``) take the OpenAI-compatible fast path (``provider: vllm``
+    or ``model: vllm/auto`` adds model discovery, ``/health`` checks and vLLM's structured-output
+    options: :mod:`aiapp.gateway.providers.vllm`); anything else
     (``anthropic/...``, ``gemini/...``, ``bedrock/...``) goes through litellm. ``provider`` forces
     a path explicitly.
     """
@@ -78,6 +80,8 @@ class Deployment(_Strict):
         prefix = self.model.split("/", 1)[0]
         if prefix == "local":
             return "local"
+        if self.model in ("vllm/auto", "hosted_vllm/auto"):
+            return "vllm"  # discover the served model (aiapp.gateway.providers.vllm)
         if prefix in OPENAI_COMPATIBLE_PREFIXES:
             return "openai"
         return "litellm"
@@ -166,7 +170,7 @@ class RetrievalSettings(_Strict):
         exclude: Glob patterns of files to skip.
         max_file_mb: The largest file indexed, in MB (10**6 bytes) on disk; also caps the text
             extracted from any one file. A bigger file is skipped (with its size in the report),
-            never read whole. Chunking takes about 100 times a file's size in memory.
+            never read whole (chunking and embedding take many times a file's size in memory).
         max_pdf_mb: The largest PDF file indexed, in MB on disk (PDFs carry images and fonts).
         follow_links_outside: Index symbolic links whose target lies outside the corpus folder.
             Off by default: such links are skipped and reported, as are symlink loops.

@@ -91,6 +91,13 @@ class BudgetModel(Model):
         if budget is not None:
             self._check_prices(f"route {route!r} has a budget")
 
+    def __getattr__(self, name: str) -> Any:
+        """Every route is wrapped (a call may bring a key budget), so the route's own attributes
+        (``health``, ``deployments``) stay reachable through it."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def _check_prices(self, why: str) -> None:
         unknown = [label for label, price in self.prices if price is None]
         if unknown:

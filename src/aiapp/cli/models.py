@@ -14,7 +14,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def models(
-        check: bool = typer.Option(False, "--check", help="Ping every deployment with a one-token request."),
+        check: bool = typer.Option(
+            False,
+            "--check",
+            help="Ping every deployment (one-token request; vLLM: GET /health and its model list).",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         config: str | None = ConfigOption,
     ) -> None:
@@ -44,6 +48,8 @@ def register(app: typer.Typer) -> None:
             result = checks.get((row["route"], row["deployment"]))
             if result is not None:
                 row["check"] = "ok" if result.ok else result.detail
+                if result.ok and result.detail != "ok":
+                    row["check_detail"] = result.detail  # vLLM: which model /health found served
                 row["check_ms"] = round(result.latency_ms, 1)
         if as_json:
             print_json(rows)

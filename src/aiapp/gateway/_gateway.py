@@ -230,7 +230,11 @@ class Gateway:
         return call, target, _options(options, params)
 
     def check(self, routes: Sequence[str] | None = None) -> list[CheckResult]:
-        """Ping every deployment of the given routes (all by default) with a one-token request."""
+        """Ping every deployment of the given routes (all by default) with a one-token request.
+
+        A model with an ``ahealth()`` probe (vLLM: ``GET /health`` and its model list) is asked
+        that instead, which spends no tokens.
+        """
         results = []
         for route in routes or self.route_names():
             if route in self._given:
@@ -240,8 +244,12 @@ class Gateway:
             for label, model in pairs:
                 t0 = time.perf_counter()
                 try:
-                    model.complete([Message.user("ping")], CallOptions(max_tokens=1, timeout_s=15))
-                    ok, detail = True, "ok"
+                    probe = getattr(model, "ahealth", None)
+                    if callable(probe):
+                        ok, detail = True, str(run_sync(probe()))
+                    else:
+                        model.complete([Message.user("ping")], CallOptions(max_tokens=1, timeout_s=15))
+                        ok, detail = True, "ok"
                 except ProviderError as exc:
                     ok, detail = False, f"{type(exc).__name__}: {exc.detail}"
                 except AiappError as exc:

@@ -1,7 +1,7 @@
 """Provider registry: how a configured :class:`~aiapp.config.Deployment` becomes a :class:`Model`.
 
-Built in: ``local`` (offline models), ``openai`` (the OpenAI-compatible fast path) and ``litellm``
-(everything else). Add your own with :func:`register_provider`; heavy imports stay inside factories.
+Built in: ``local`` (offline models), ``openai`` (the OpenAI-compatible fast path), ``vllm`` (that
+path plus model discovery, health and structured outputs) and ``litellm`` (everything else). Add your own with :func:`register_provider`; heavy imports stay inside factories.
 """
 
 from __future__ import annotations
@@ -93,6 +93,21 @@ def _openai(deployment: Deployment, prices: PriceTable) -> Model:
         timeout_s=deployment.timeout_s,
         prices=prices,
         default_options=_defaults(deployment),
+    )
+
+
+@register_provider("vllm")
+def _vllm(deployment: Deployment, prices: PriceTable) -> Model:
+    from aiapp.gateway.providers.vllm import VLLMModel, vllm_options
+
+    defaults, _ = vllm_options(deployment.params)
+    return VLLMModel(
+        deployment.model,
+        api_base=deployment.api_base,
+        api_key_env=deployment.api_key_env,
+        timeout_s=deployment.timeout_s,
+        prices=prices,
+        default_options=defaults,
     )
 
 

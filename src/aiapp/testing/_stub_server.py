@@ -14,6 +14,8 @@ Control endpoints (JSON bodies)::
     POST /_stub/replies  {"replies": [{"content": "..."} | {"tool_calls": [{"id", "name", "arguments"}]}]}
     POST /_stub/faults   {"faults": [{"mode": "429", "count": 2, "model": "m", "retry_after": 1}, ...]}
     POST /_stub/latency  {"ms": 50}
+    POST /_stub/served   {"models": ["m1"], "health": 200, "version": "0.11.0"}   (what GET /models,
+                         /health and /version answer; each key optional, "models": null = any asked)
     POST /_stub/reset
     GET  /_stub/requests -> {"requests": [{"path", "body"}, ...], "stats": {"requests", "faults_injected"}}
 """
@@ -67,6 +69,9 @@ class _State:
         self.requests = 0
         self.faults_injected = 0
         self.models: dict[str, None] = {DEFAULT_MODEL: None}
+        self.served: list[str] | None = None  # fixed model list (vLLM-like), else every model asked
+        self.health = 200
+        self.version: str | None = None  # GET /version answers 404 while None
         self.ids = 0
         self.release = threading.Event()  # "hold" streams wait on it before their last event
         self.holding = 0
@@ -80,7 +85,7 @@ class _State:
             self.requests += 1
             self.ids += 1
             self.log.append({"path": path, "body": body})
-            if isinstance(model, str) and model not in self.models:
+            if isinstance(model, str) and model not in self.models and self.served is None:
                 self.models[model] = None
             fault = None
             for rule in self.faults:
@@ -106,6 +111,7 @@ class _State:
             self.faults.clear()
             self.log.clear()
             self.latency_s = 0.0
+            self.served, self.health, self.version = None, 200, None
             self.requests = 0
             self.faults_injected = 0
         self.release.set()  # let any held stream finish
@@ -255,11 +261,15 @@ class _Handler(BaseHTTPRequestHandler):
             state = self.server.state
             if route == "/models":
                 with state.lock:
-                    names = list(state.models)
+                    names = list(state.models) if state.served is None else list(state.served)
                 data = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in names]
                 self._send_json({"object": "list", "data": data})
+            elif route == "/health" and state.health != 200:
+                self._send(state.health, b"")
             elif route == "/health":
                 self._send_json({"status": "ok"})
+            elif route == "/version" and state.version is not None:
+                self._send_json({"version": state.version})
             elif route == "/_stub/requests":
                 with state.lock:
                     self._send_json({"requests": list(state.log), "stats": state.stats()})
@@ -308,6 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
                 with state.lock:
                     state.latency_s = float(body.get("ms", 0)) / 1000
                 self._send_json({"ms": state.latency_s * 1000})
+            elif route == "/_stub/served":
+                with state.lock:
+                    if "models" in body:
+                        models = body["models"]
+                        state.served = None if models is None else [str(m) for m in models]
+                    state.health = int(body.get("health", state.health))
+                    state.version = body.get("version", state.version)
+                self._send_json({"served": state.served, "health": state.health})
             elif route == "/_stub/release":
                 state.release.set()
                 self._send_json({"released": True})
@@ -548,6 +566,18 @@ class StubServer:
         self._control(
             "POST", "/_stub/faults", {"faults": [{"mode": mode, "count": count, "model": model, **params}]}
         )
+
+    def serve(
+        self, models: list[str] | None = None, *, health: int = 200, version: str | None = None
+    ) -> None:
+        """Answer like a vLLM server: ``GET /models`` lists ``models``, ``/health`` ``health``.
+
+        Args:
+            models: The fixed model list (``[]``: none); ``None`` lists every model asked for.
+            health: The status ``GET /health`` answers.
+            version: What ``GET /version`` says (``None``: 404, as plain OpenAI servers do).
+        """
+        self._control("POST", "/_stub/served", {"models": models, "health": health, "version": version})
 
     def release(self) -> None:
         """Let streams held by an injected ``"hold"`` fault send their last event."""

@@ -83,6 +83,18 @@ class HttpClient:
         except Exception as exc:
             raise map_exception(exc, deployment=self.deployment) from exc
 
+    async def get(self, url: str, *, timeout_s: float) -> bytes:
+        """GET ``url`` and return the raw body (``/models``, ``/health``); errors map to ``ProviderError``."""
+        import aiohttp
+
+        try:
+            async with self._session().get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+                if response.status >= 400:
+                    raise await self._status_error(response)
+                return await response.read()
+        except Exception as exc:
+            raise map_exception(exc, deployment=self.deployment) from exc
+
     async def post_events(self, url: str, body: dict[str, Any], *, timeout_s: float) -> AsyncIterator[Any]:
         """POST ``body`` and yield each server-sent ``data:`` event, decoded, until ``[DONE]``.
 

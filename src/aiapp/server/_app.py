@@ -497,8 +497,7 @@ class _ChatStream(Response):
                 state.metrics.usage(route, last)
                 span.attributes["http_status"] = 200
             except asyncio.CancelledError as exc:
-                _failed(span, ClientGone("the client disconnected; the upstream call was cancelled"), 499)
-                span.attributes["cancelled"] = True
+                span.attributes.update(http_status=499, cancelled=True)  # the span records the CancelledError
                 await _shielded(state.settle(self.admission, None))
                 raise exc
             except (AiappError, TimeoutError) as exc:

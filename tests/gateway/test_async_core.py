@@ -104,3 +104,13 @@ def test_fake_model_returns_a_fresh_value_per_call() -> None:
     fake = FakeModel([shared, shared])
     first, second = fake.complete([Message.user("a")]), fake.complete([Message.user("b")])
     assert first == second and first is not second and first is not shared
+
+
+def test_a_stream_the_caller_abandons_is_still_traced() -> None:
+    with Gateway(Settings(), models={"m": FakeModel(["one two three four five"])}) as gw:
+        stream = gw.stream("x", model="m")
+        next(iter(stream))
+        stream.close()  # type: ignore[attr-defined]
+        gw.tracer.store.flush()  # type: ignore[union-attr]
+        [span] = gw.tracer.store.recent(limit=1, kind="llm")  # type: ignore[union-attr]
+    assert span.status == "error" and "cancelled by the caller" in (span.error or "")

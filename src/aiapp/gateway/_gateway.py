@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -202,6 +203,10 @@ class Gateway:
                     yield chunk
             except AiappError as exc:
                 call.failed(exc, notes)
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                # The caller went away (a dropped client, a ``break``): the call still gets its span.
+                call.failed(AiappError(f"cancelled by the caller after {len(call.text)} chunks"), notes)
                 raise
         call.finished(call.streamed(notes, target.name), notes)
 

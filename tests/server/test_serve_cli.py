@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from aiapp.cli import app
-from aiapp.cli.serve import is_loopback
+from aiapp.gateway import is_loopback
 
 
 def test_serve_is_a_command_with_its_options() -> None:

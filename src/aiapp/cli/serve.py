@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 import typer
 
 from aiapp.cli._common import ConfigOption
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only listens on this machine (``127.0.0.1``, ``::1``, ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +40,7 @@ def register(app: typer.Typer) -> None:
 
         from aiapp.config import load_settings
         from aiapp.errors import ConfigError
+        from aiapp.gateway import is_loopback
         from aiapp.server import AUTH_ENV
         from aiapp.server._auth import load_key_store
 

@@ -11,6 +11,7 @@ middleware layers registered in :mod:`aiapp.gateway._layers`: budgets and rate l
 
 from aiapp.gateway import budgets as budgets  # registers the budget layer
 from aiapp.gateway import cache as cache  # registers the cache layer
+from aiapp.gateway._allow import is_loopback
 from aiapp.gateway._clock import Clock, ManualClock, SystemClock
 from aiapp.gateway._context import CallContext, Document, current_call, current_documents, with_documents
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
@@ -49,6 +50,7 @@ __all__ = [
     "current_call",
     "current_documents",
     "error_for_status",
+    "is_loopback",
     "iter_sync",
     "layers",
     "map_exception",

@@ -43,16 +43,17 @@ def _blocked() -> tuple[bool, bool]:
 
 
 def is_loopback(url: str | None) -> bool:
-    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    """Whether a URL or bare host is this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     if not url:
         return False
-    host = urlsplit(url if "//" in url else f"//{url}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    for host in (url, urlsplit(url if "//" in url else f"//{url}").hostname or ""):  # bare host, then URL
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            continue
+    return False
 
 
 def check_provider_call(model: str, api_base: str | None) -> None:

@@ -101,11 +101,8 @@ def _submit(
     """Run ``awaitable`` on another thread's running ``loop`` inside ``context``."""
     future: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
-    async def wrapper() -> _T:
-        return await awaitable
-
     def start() -> None:
-        task = loop.create_task(wrapper(), context=context)
+        task = loop.create_task(_wrap(awaitable), context=context)
 
         def done(t: asyncio.Task[_T]) -> None:
             if t.cancelled():

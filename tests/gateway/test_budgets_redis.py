@@ -27,14 +27,6 @@ WORKER = Path(__file__).with_name("budget_worker.py")
 PRICE = Price(input_per_mtok=0.0, output_per_mtok=1000.0)  # max_tokens=10 reserves $0.01
 
 
-@pytest.fixture
-def flushed(redis_url: str) -> str:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    return redis_url
-
-
 def test_reserve_settle_release_and_refuse(flushed: str) -> None:
     clock = ManualClock()
     ledger = RedisBudgetLedger(flushed, clock=clock, hold_ttl_s=60)

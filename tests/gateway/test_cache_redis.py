@@ -21,14 +21,6 @@ def gateway(url: str, fake: FakeModel, **cache: object) -> Gateway:
     return Gateway(settings, models={"r": fake})
 
 
-@pytest.fixture
-def flushed(redis_url: str) -> str:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    return redis_url
-
-
 def test_redis_serves_repeats_with_expiry(flushed: str) -> None:
     fake = FakeModel(["from the model"])
     gw = gateway(flushed, fake, ttl_s=300)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextvars
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aiapp.tracing._export import Exporter, ExportPipeline, ScoreRecord
 from aiapp.tracing._store import SpanRecord, TraceStore
 
 
@@ -81,6 +82,12 @@ class Tracer:
             from ``store_content``.
         redactor: Rewrites one string for the store (PII and secrets replaced); required by
             ``redacted``, which otherwise degrades to ``metadata`` rather than store raw text.
+        exporters: Also hand every written span (after the capture policy) and every
+            :meth:`export_score` to these, batched on a background thread (:class:`ExportPipeline`).
+        pipeline: A ready pipeline instead of ``exporters`` (its queue and batch sizes).
+
+    Attributes:
+        pipeline: The export pipeline, or ``None`` without exporters.
     """
 
     def __init__(
@@ -91,6 +98,8 @@ class Tracer:
         config_hash: str | None = None,
         capture: CapturePolicy | None = None,
         redactor: Callable[[str], str] | None = None,
+        exporters: Sequence[Exporter] = (),
+        pipeline: ExportPipeline | None = None,
     ) -> None:
         self.store = store
         self.capture: CapturePolicy = capture or ("full" if store_content else "metadata")
@@ -99,6 +108,9 @@ class Tracer:
         self.store_content = self.capture in ("full", "redacted")
         self.redactor = redactor
         self.config_hash = config_hash
+        if pipeline is None and exporters:
+            pipeline = ExportPipeline(exporters)
+        self.pipeline = pipeline
 
     def start(self) -> tuple[str, str, str | None]:
         """Ids for a new span: (trace_id, span_id, parent_id), nested under the current span."""
@@ -109,10 +121,9 @@ class Tracer:
         return parent.trace_id, span_id, parent.span_id
 
     def write(self, record: SpanRecord) -> None:
-        """Persist a finished span (content dropped when ``store_content`` is off)."""
-        if self.store is None:
-            return
-        if self.capture == "none":
+        """Persist a finished span (content dropped when ``store_content`` is off) and export it."""
+        pipeline = self.pipeline
+        if (self.store is None and pipeline is None) or self.capture == "none":
             return
         if record.config_hash is None:
             record.config_hash = self.config_hash
@@ -124,7 +135,54 @@ class Tracer:
             record.output = _scrub(record.output, self.redactor)
             if record.error:
                 record.error = self.redactor(record.error)
-        self.store.record(record)
+        if self.store is not None:
+            self.store.record(record)
+        if pipeline is not None:
+            pipeline.submit(record)
+
+    def export_score(
+        self,
+        trace_id: str,
+        name: str,
+        value: float,
+        *,
+        comment: str | None = None,
+        source: str = "user",
+        span_id: str | None = None,
+    ) -> None:
+        """Send a score on a trace (feedback, an eval or online score) to the exporters.
+
+        A no-op without exporters. The comment follows the capture policy like span content:
+        dropped under ``none``/``metadata``, passed through the redactor under ``redacted``.
+        Never blocks and never raises into the caller.
+        """
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        if comment is not None:
+            if self.capture in ("none", "metadata"):
+                comment = None
+            elif self.capture == "redacted" and self.redactor is not None:
+                comment = self.redactor(comment)
+        pipeline.submit(
+            ScoreRecord(
+                trace_id=trace_id,
+                name=name,
+                value=float(value),
+                comment=comment,
+                source=source,
+                span_id=span_id,
+            )
+        )
+
+    def flush_exports(self, timeout_s: float = 10.0) -> bool:
+        """Push queued spans and scores to the exporters now (``True`` without exporters)."""
+        return True if self.pipeline is None else self.pipeline.flush(timeout_s)
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Flush and stop the export pipeline (the store is closed by its owner)."""
+        if self.pipeline is not None:
+            self.pipeline.shutdown(timeout_s)
 
     @contextmanager
     def span(self, kind: str, name: str, **fields: Any) -> Iterator[SpanRecord]:

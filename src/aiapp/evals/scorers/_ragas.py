@@ -9,8 +9,11 @@ ragas's model calls go through aiapp's gateway: :func:`gateway_llm` wraps a judg
 retry), and :func:`gateway_embeddings` wraps an aiapp embedder. So the calls are traced, cached and
 costed like every other call, and tests drive ragas with ``FakeModel``.
 
-ragas returns NaN when it cannot compute a metric (no statements extracted, every verdict missing);
-here that becomes an unscored result with a reason, never NaN.
+ragas returns NaN when it cannot compute a metric (no statements extracted, every verdict missing),
+and ``answer_relevancy`` returns 0.0 when the judge generated no question. Both become unscored
+results, never NaN or 0: the reason is ragas's own (``MetricResult.reason``) when it gives one, else
+what the judge's replies show (each ragas step is logged per score, see :class:`RagasStep`). Every
+score's metadata says how many model calls ragas made (``judge_calls``) and which steps it ran.
 
 Suite usage::
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import math
 import os
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiapp.errors import ConfigError
@@ -45,6 +50,27 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "context_recall": ("ContextRecall", ("contexts", "reference")),
 }
 INSTALL_HINT = "the ragas scorers need the ragas extra: pip install 'aiapp[ragas]'"
+DO_NOT_TRACK = "RAGAS_DO_NOT_TRACK"
+
+
+@dataclass(frozen=True)
+class RagasStep:
+    """One structured call ragas made through the judge route while scoring a sample.
+
+    Attributes:
+        schema: The ragas reply schema asked for (e.g. ``StatementGeneratorOutput``).
+        attempts: Model calls it took (1 + re-asks after unusable replies).
+        parsed: The validated reply, or ``None`` when the judge failed.
+    """
+
+    schema: str
+    attempts: int
+    parsed: Any = None
+
+
+#: The steps of the sample being scored (one list per :meth:`RagasScorer.ascore`, so concurrent
+#: cases sharing one ragas metric object do not mix their logs).
+_STEPS: ContextVar[list[RagasStep] | None] = ContextVar("aiapp_ragas_steps", default=None)
 
 
 class RagasJudgeError(Exception):
@@ -61,29 +87,79 @@ def import_ragas() -> Any:
     Raises:
         ConfigError: ragas is not installed.
     """
-    os.environ["RAGAS_DO_NOT_TRACK"] = "true"  # before the import: ragas caches the flag
+    os.environ[DO_NOT_TRACK] = "true"  # before the import: ragas caches the flag
     try:
         import ragas
+        import ragas._analytics
         import ragas.metrics.collections
     except ImportError as exc:
         raise ConfigError(f"{INSTALL_HINT} ({exc})", field="scorers") from exc
+    # ragas caches the flag on first use (lru_cache): if anything asked before the variable was
+    # set (ragas imported by the user first), drop the stale answer so tracking stays off.
+    flag = ragas._analytics.do_not_track
+    if not flag():
+        flag.cache_clear()
+    if not flag():  # pragma: no cover - only if ragas changes how it reads the flag
+        raise ConfigError(f"could not switch off ragas analytics ({DO_NOT_TRACK})", field="scorers")
     return ragas
 
 
+def explain_nan(metric: str, steps: list[RagasStep]) -> str:
+    """Why ragas could not compute ``metric``, from the judge replies it got (``steps``)."""
+    for step in steps:
+        parsed = step.parsed
+        if step.schema == "StatementGeneratorOutput" and not getattr(parsed, "statements", True):
+            return "the judge extracted no statements from the answer, so there is nothing to check"
+        if step.schema == "NLIStatementOutput" and not getattr(parsed, "statements", True):
+            return "the judge returned no verdict for any of the answer's statements"
+        if step.schema == "ContextRecallOutput" and not getattr(parsed, "classifications", True):
+            return "the judge classified none of the reference answer's statements"
+    asked = ", ".join(step.schema for step in steps) or "no judge call"
+    return f"ragas {metric} returned no number ({asked})"
+
+
+def no_questions(steps: list[RagasStep]) -> bool:
+    """Whether every answer-relevancy step came back without a generated question."""
+    generated = [s for s in steps if s.schema == "AnswerRelevanceOutput"]
+    return bool(generated) and not any(getattr(s.parsed, "question", "") for s in generated)
+
+
 def to_score(
-    name: str, value: Any, reason: str | None = None, *, threshold: float | None = None, **metadata: Any
+    name: str,
+    value: Any,
+    reason: str | None = None,
+    *,
+    threshold: float | None = None,
+    why_unscored: str | None = None,
+    **metadata: Any,
 ) -> Score:
-    """A ragas result value as a :class:`Score`: NaN, None or a non-number become unscored."""
+    """A ragas result value as a :class:`Score`: NaN, None or a non-number become unscored.
+
+    Args:
+        name: The scorer name.
+        value: What ragas returned.
+        reason: ragas's reason (``MetricResult.reason``), kept on scored and unscored results.
+        threshold: Value at or above which the case passes.
+        why_unscored: Why ragas could not compute it, when known (see :func:`explain_nan`).
+        **metadata: Added to the score's metadata.
+    """
     number: float | None
     try:
         number = float(value) if value is not None and not isinstance(value, bool) else None
     except (TypeError, ValueError):
         number = None
     if number is None or not math.isfinite(number):
+        because = (
+            why_unscored
+            or reason
+            or (
+                "it could not compute the metric, e.g. no statements could be extracted or the judge's "
+                "verdicts were missing"
+            )
+        )
         return Score.unscored(
             name,
-            f"ragas returned {value!r} instead of a score (it could not compute the metric, e.g. no "
-            "statements could be extracted or the judge's verdicts were missing)",
+            f"ragas returned {value!r} instead of a score: {because}",
             ragas_value=repr(value),
             **metadata,
         )
@@ -92,11 +168,17 @@ def to_score(
 
 
 def gateway_llm(gateway: Gateway, route: str, *, retries: int = 1) -> Any:
-    """A ragas ``InstructorBaseRagasLLM`` that answers through an aiapp gateway route."""
+    """A ragas ``InstructorBaseRagasLLM`` that answers through an aiapp gateway route.
+
+    Each ragas request is one :func:`~aiapp.evals.scorers._judge_base.ask_judge` call: temperature 0,
+    ragas's reply model as the ``response_format``, re-asked up to ``retries`` times when the reply
+    does not parse. ``calls`` counts the model calls made; a judge that never gives a usable reply
+    raises :class:`RagasJudgeError` inside ragas, which the scorer turns into an unscored result.
+    """
     import_ragas()
     from ragas.llms.base import InstructorBaseRagasLLM
 
-    class GatewayRagasLLM(InstructorBaseRagasLLM):  # type: ignore[misc]
+    class GatewayRagasLLM(InstructorBaseRagasLLM):  # type: ignore[misc,unused-ignore]  # Any without the extra
         """ragas structured generation over the aiapp gateway (temperature 0, bounded retry)."""
 
         def __init__(self) -> None:
@@ -106,10 +188,13 @@ def gateway_llm(gateway: Gateway, route: str, *, retries: int = 1) -> Any:
             self.calls = 0
 
         async def agenerate(self, prompt: str, response_model: Any) -> Any:
-            self.calls += 1
             reply = await ask_judge(
                 self.gateway, self.route, [Message.user(prompt)], response_model, retries=self.retries
             )
+            self.calls += reply.attempts
+            steps = _STEPS.get()
+            if steps is not None:
+                steps.append(RagasStep(response_model.__name__, reply.attempts, reply.parsed))
             if reply.parsed is None:
                 raise RagasJudgeError(reply)
             return reply.parsed
@@ -121,11 +206,15 @@ def gateway_llm(gateway: Gateway, route: str, *, retries: int = 1) -> Any:
 
 
 def gateway_embeddings(embedder: Embedder) -> Any:
-    """A ragas ``BaseRagasEmbedding`` over an aiapp embedder."""
+    """A ragas ``BaseRagasEmbedding`` over an aiapp embedder (e.g. the default local ONNX MiniLM).
+
+    ragas embeds the question as a query and its generated questions in one batch; vectors come
+    back as plain float lists, the type ragas expects.
+    """
     import_ragas()
     from ragas.embeddings.base import BaseRagasEmbedding
 
-    class AiappRagasEmbedding(BaseRagasEmbedding):  # type: ignore[misc]
+    class AiappRagasEmbedding(BaseRagasEmbedding):  # type: ignore[misc,unused-ignore]  # Any without the extra
         """ragas embeddings from an aiapp :class:`~aiapp.gateway.embedders.Embedder`."""
 
         def __init__(self) -> None:
@@ -133,16 +222,16 @@ def gateway_embeddings(embedder: Embedder) -> Any:
             self.embedder = embedder
 
         def embed_text(self, text: str, **kwargs: Any) -> list[float]:
-            return [float(x) for x in embedder.embed([text])[0]]
+            return [float(x) for x in embedder.embed([text], kind="query")[0]]
 
         async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
-            return [float(x) for x in (await embedder.aembed([text]))[0]]
+            return [float(x) for x in (await embedder.aembed([text], kind="query"))[0]]
 
         def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-            return [[float(x) for x in row] for row in embedder.embed(texts)]
+            return [[float(x) for x in row] for row in embedder.embed(texts, kind="query")]
 
         async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-            return [[float(x) for x in row] for row in await embedder.aembed(texts)]
+            return [[float(x) for x in row] for row in await embedder.aembed(texts, kind="query")]
 
     return AiappRagasEmbedding()
 
@@ -250,21 +339,46 @@ class RagasScorer(Scorer):
         if isinstance(kwargs, str):
             return self.unscored(kwargs)
         metric = self.ragas_metric()
+        steps: list[RagasStep] = []
+        token = _STEPS.set(steps)
         try:
             result = await metric.ascore(**kwargs)
         except RagasJudgeError as exc:
             reply = exc.reply
-            return self.unscored(str(exc), judge=self.judge, raw=reply.raw, attempts=reply.attempts)
+            return self.unscored(
+                str(exc), judge=self.judge, raw=reply.raw, attempts=reply.attempts, **_trail(steps)
+            )
         except Exception as exc:  # a third-party engine: any failure is this case's, reported, not raised
-            return self.unscored(f"ragas {self.metric} failed: {type(exc).__name__}: {exc}", judge=self.judge)
+            return self.unscored(
+                f"ragas {self.metric} failed: {type(exc).__name__}: {exc}", judge=self.judge, **_trail(steps)
+            )
+        finally:
+            _STEPS.reset(token)
+        value, reason = getattr(result, "value", result), getattr(result, "reason", None)
+        if self.metric == "answer_relevancy" and no_questions(steps):
+            return self.unscored(
+                f"ragas returned {value!r}, not a score: the judge generated no question from the "
+                "answer (ragas counts that as 0; aiapp leaves it unscored)",
+                judge=self.judge,
+                engine="ragas",
+                ragas_value=repr(value),
+                **_trail(steps),
+            )
         return to_score(
             self.name,
-            getattr(result, "value", result),
-            getattr(result, "reason", None) or f"ragas {self.metric}",
+            value,
+            reason or f"ragas {self.metric}",
             threshold=self.threshold,
+            why_unscored=reason or explain_nan(self.metric, steps),
             judge=self.judge,
             engine="ragas",
+            **_trail(steps),
         )
+
+
+def _trail(steps: list[RagasStep]) -> dict[str, Any]:
+    """The metadata every ragas score carries: model calls made and the ragas steps run."""
+    return {"judge_calls": sum(s.attempts for s in steps), "ragas_steps": [s.schema for s in steps]}
 
 
 def _alias(metric: str) -> Any:

@@ -3,11 +3,15 @@
 Gold documents come from the case's metadata (``sources``, ``source``, ``gold_ids`` or ``doc_ids``
 by default) and are matched against each hit's ``source``, ``doc_id`` or ``chunk_id``. Paths match
 when one ends with the other at a path boundary, so ``docs/faq.mdx`` finds ``ollama/docs/faq.mdx``.
+A gold *section* is ``path#Heading``: it matches a hit from that document whose heading path
+(``metadata.headings``) contains the heading, or whose text has it as a Markdown heading line (a
+chunk that merged small sections), so a gold section survives re-chunking, unlike a chunk id.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from aiapp.evals._score import Sample, Score
@@ -41,10 +45,33 @@ def _same(a: str, b: str) -> bool:
     return longer.endswith("/" + shorter)
 
 
+_HEADING_LINE = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _in_section(hit: Hit, gold: str) -> bool:
+    """Whether ``hit`` lies in the gold section ``path#Heading``."""
+    path, sep, heading = gold.partition("#")
+    if not sep or not path or not heading.strip():
+        return False
+    if not any(candidate and _same(candidate, path) for candidate in (hit.source, hit.doc_id)):
+        return False
+    wanted = _norm(heading)
+    headings = hit.metadata.get("headings") or []
+    if isinstance(headings, list | tuple) and any(_norm(str(h)) == wanted for h in headings):
+        return True
+    return any(_norm(m.group(1)) == wanted for m in _HEADING_LINE.finditer(hit.text))
+
+
 def relevant(hit: Hit, gold: list[str]) -> str | None:
-    """The gold id a hit matches, if any."""
+    """The gold id a hit matches, if any (a document, a chunk id or a ``path#Heading`` section)."""
     for g in gold:
         if any(candidate and _same(candidate, g) for candidate in (hit.source, hit.doc_id, hit.chunk_id)):
+            return g
+        if _in_section(hit, g):
             return g
     return None
 

@@ -1,4 +1,5 @@
-"""``aiapp traces``: recent calls, and one trace in detail."""
+"""``aiapp traces``: recent calls, one trace in detail, feedback, the flywheel (export), online
+scoring and retention."""
 
 from __future__ import annotations
 
@@ -129,7 +130,186 @@ def show(
         if s.output:
             typer.echo(f"{pad}output: {_clip(s.output)}")
         for fb in store.feedback(s.trace_id) if store and s is spans[-1] else []:
-            typer.echo(f"    feedback: {fb['score']:+g} {fb['comment'] or ''}")
+            who = f" ({fb['user']})" if fb.get("user") else ""
+            typer.echo(f"    feedback: {fb['score']:+g}{who} {fb['comment'] or ''}")
+        for sc in store.scores(s.trace_id) if store and s is spans[-1] else []:
+            value = "unscored" if sc["value"] is None else f"{sc['value']:.3f}"
+            typer.echo(f"    score: {sc['name']} {value} [{sc['source']}] {sc['comment'] or ''}")
+
+
+@traces_app.command(
+    "feedback", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+def feedback_cmd(
+    trace_id: str = typer.Argument(..., help="Trace id (a unique prefix is enough)."),
+    score: str = typer.Argument(..., help="+1 / -1 (thumbs) or a rating in [0, 1]."),
+    comment: str | None = typer.Argument(None, help="What was good or bad about the answer."),
+    user: str | None = typer.Option(None, "--user", help="Who gives the feedback."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Store feedback on a trace (exported like a score): aiapp traces feedback TRACE +1 "comment"."""
+    from aiapp.evals import feedback
+
+    gw = _gateway(config)
+    try:
+        stored = feedback(trace_id, score, comment=comment, user=user, gateway=gw)
+        gw.tracer.flush_exports()
+    finally:
+        gw.close()
+    typer.echo(f"feedback {stored.score:+g} stored on trace {stored.trace_id}")
+
+
+@traces_app.command("export")
+def export_cmd(
+    kind: str = typer.Option(
+        ..., "--as", help="eval (cases for a suite), sft (OpenAI chat fine-tuning) or preference."
+    ),
+    output: str = typer.Option(..., "--output", "-o", help="The JSONL file to write."),
+    filters: list[str] = typer.Option(
+        [],
+        "--filter",
+        help="key=value, repeatable: route, prompt, since, until, feedback, guard_triggered, score_below.",
+    ),
+    route: str | None = typer.Option(None, help="Only traces on this route."),
+    prompt: str | None = typer.Option(None, help="Only traces of this prompt (name or name@version)."),
+    since: str | None = typer.Option(None, help="Only traces since (30m, 12h, 1d, 2w or an ISO date)."),
+    until: str | None = typer.Option(None, help="Only traces before (a duration ago or an ISO date)."),
+    feedback_sign: str | None = typer.Option(None, "--feedback", help="positive, negative, any or none."),
+    guard_triggered: bool | None = typer.Option(
+        None, "--guard-triggered/--no-guard-triggered", help="Only traces where a guard acted (or none did)."
+    ),
+    score_below: list[str] = typer.Option(
+        [], "--score-below", help="scorer<threshold, e.g. faithfulness<0.5."
+    ),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Look at the newest N traces at most."),
+    dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="Collapse near-duplicate questions."),
+    threshold: float | None = typer.Option(None, help="Cosine similarity for near-duplicates (default 0.9)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Write traces as JSONL eval cases, SFT rows or preference pairs (PII redacted)."""
+    from aiapp.errors import InputError
+    from aiapp.evals import TraceFilter, export_traces
+    from aiapp.evals._from_traces import DEDUP_THRESHOLD, EXPORT_KINDS
+    from aiapp.evals._interactions import parse_score_below
+
+    if kind not in EXPORT_KINDS:
+        raise InputError(f"--as must be one of {', '.join(EXPORT_KINDS)}, not {kind!r}")
+    below: dict[str, float] = {}
+    for entry in score_below:
+        below.update(parse_score_below(entry))
+    flt = TraceFilter.parse(
+        filters,
+        route=route,
+        prompt=prompt,
+        since=since,
+        until=until,
+        feedback=feedback_sign,
+        guard_triggered=guard_triggered,
+        score_below=below,
+        limit=limit,
+    )
+    store = _require_store(config)
+    report = export_traces(
+        store,
+        kind,  # checked above against EXPORT_KINDS
+        output,
+        filter=flt,
+        dedup=dedup,
+        threshold=DEDUP_THRESHOLD if threshold is None else threshold,
+    )
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    typer.echo(
+        f"wrote {report.rows} {kind} row(s) to {report.path} from {report.traces} trace(s)"
+        f" ({report.collapsed} near-duplicate(s) collapsed, {report.redactions} string(s) redacted)"
+    )
+    for reason, count in sorted(report.skipped.items()):
+        typer.echo(f"  skipped {count}: {reason}")
+
+
+@traces_app.command("score")
+def score_cmd(
+    scorers: str = typer.Option(
+        ..., "--scorers", help="Comma-separated scorer names (faithfulness,judge_rubric)."
+    ),
+    sample: float = typer.Option(1.0, "--sample", help="Fraction of traces to score, in (0, 1]."),
+    since: str | None = typer.Option(None, help="Only traces since (30m, 12h, 1d, 2w or an ISO date)."),
+    until: str | None = typer.Option(None, help="Only traces before."),
+    route: str | None = typer.Option(None, help="Only traces on this route."),
+    judge: str | None = typer.Option(None, help="Judge route for judge scorers (default: their own)."),
+    seed: int = typer.Option(0, help="Seed of the sample."),
+    rescore: bool = typer.Option(False, help="Score again traces scored before."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Score stored traces with the eval harness's scorers; scores are stored and exported."""
+    from aiapp.evals import TraceFilter, score_traces
+
+    names = [n.strip() for n in scorers.split(",") if n.strip()]
+    flt = TraceFilter.parse([], route=route, since=since, until=until)
+    gw = _gateway(config)
+    try:
+        report = score_traces(gw, names, filter=flt, sample=sample, seed=seed, judge=judge, rescore=rescore)
+    finally:
+        gw.close()
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    typer.echo(
+        f"scored {report.sampled} of {report.traces} trace(s)"
+        + (f" ({report.already_scored} scored before, skipped)" if report.already_scored else "")
+    )
+    for s in report.scorers:
+        mean = "-" if s.mean is None else f"{s.mean:.3f}"
+        typer.echo(f"  {s.scorer}: {s.scored} scored, mean {mean}; {s.unscored} unscored")
+        for reason, count in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
+            typer.echo(f"    unscored {count}: {reason}")
+
+
+@traces_app.command("prune")
+def prune_cmd(
+    older_than: str = typer.Option(..., "--older-than", help="Delete traces older than this (30d, 12h, 2w)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Delete the spans, feedback and scores of old traces, in one transaction."""
+    import time
+
+    from aiapp.evals._interactions import parse_duration
+
+    cutoff = time.time() - parse_duration(older_than)
+    store = _store(config)
+    counts = (
+        store.prune(cutoff, dry_run=dry_run)
+        if store
+        else {"traces": 0, "spans": 0, "feedback": 0, "scores": 0}
+    )
+    if as_json:
+        print_json({**counts, "dry_run": dry_run})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(
+        f"{verb} {counts['traces']} trace(s) older than {older_than}: {counts['spans']} span(s), "
+        f"{counts['feedback']} feedback row(s), {counts['scores']} score(s)"
+    )
+
+
+def _gateway(config: str | None):  # type: ignore[no-untyped-def]
+    from aiapp.cli._common import gateway
+
+    return gateway(config)
+
+
+def _require_store(config: str | None):  # type: ignore[no-untyped-def]
+    from aiapp.errors import InputError
+
+    store = _store(config)
+    if store is None:
+        raise InputError('no traces yet: run `aiapp ask "..."` first')
+    return store
 
 
 def _depths(spans: list[SpanRecord]) -> dict[str, int]:

@@ -52,3 +52,56 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
 ]
+MIGRATIONS += [
+    (
+        3,
+        "feedback_user_and_filter_indexes",
+        """
+        ALTER TABLE feedback ADD COLUMN user TEXT;             -- who gave it (an app user, a key name)
+        CREATE INDEX feedback_created ON feedback(created_at);
+        CREATE INDEX spans_route_started ON spans(route, started_at);
+        CREATE INDEX spans_prompt ON spans(prompt_ref);
+        CREATE INDEX spans_roots ON spans(started_at) WHERE parent_id IS NULL
+        """,
+    ),
+    (
+        4,
+        "scores",
+        """
+        CREATE TABLE scores (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            trace_id    TEXT NOT NULL,
+            span_id     TEXT,
+            name        TEXT NOT NULL,              -- the scorer (faithfulness, judge_rubric ...)
+            value       REAL,                       -- NULL when unscored (the reason is the comment), never 0
+            comment     TEXT,
+            source      TEXT NOT NULL DEFAULT 'online',
+            created_at  REAL NOT NULL
+        );
+        CREATE INDEX scores_trace ON scores(trace_id);
+        CREATE INDEX scores_name_created ON scores(name, created_at)
+        """,
+    ),
+]
+# The console's indexes (aiapp ui, issue 17): the dashboard reads model-call spans by time with every
+# figure it charts from one covering index; the trace list reads root spans newest first, filtered.
+MIGRATIONS += [
+    (
+        6,
+        "console_dashboard_index",
+        """
+        CREATE INDEX spans_console_calls ON spans(
+            kind, started_at, duration_ms, status, route, model, prompt_ref,
+            input_tokens, output_tokens, cost_usd, cache_hit, trace_id
+        )
+        """,
+    ),
+    (
+        7,
+        "console_trace_list_index",
+        """
+        CREATE INDEX spans_console_roots ON spans(started_at, route, status, prompt_ref, trace_id)
+            WHERE parent_id IS NULL
+        """,
+    ),
+]

@@ -30,13 +30,14 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 
-from aiapp.errors import ConfigError
+from aiapp.errors import ConfigError, InputError
 from aiapp.tracing._migrations import MIGRATIONS
 
 
@@ -76,6 +77,9 @@ _NON_SCALAR_INDEXES = tuple(
     i for i, c in enumerate(_COLUMNS) if c in _JSON_COLUMNS or SpanRecord.model_fields[c].annotation is Any
 )
 _INSERT = f"INSERT OR REPLACE INTO spans ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_FEEDBACK_FIELDS = ("score", "comment", "source", "user", "created_at")
+_SCORE_FIELDS = ("name", "value", "comment", "source", "span_id", "created_at")
+_IN_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 _OPEN_STORES: weakref.WeakSet[TraceStore] = weakref.WeakSet()
 _OPEN_BUSY_TIMEOUT_MS = 5000  # opening (and migrating) may wait longer than a write does
 _MAX_RETRY_S = 30.0
@@ -84,7 +88,7 @@ log = logging.getLogger("aiapp.tracing")
 
 
 class TraceStore:
-    """Reads and writes spans and feedback.
+    """Reads and writes spans, feedback and scores.
 
     Args:
         path: The SQLite file; its directory is created. ``":memory:"`` for a throwaway store.
@@ -317,25 +321,204 @@ class TraceStore:
             self._flush(blocking=True)
 
     def add_feedback(
-        self, trace_id: str, score: float, comment: str | None = None, *, source: str = "user"
+        self,
+        trace_id: str,
+        score: float,
+        comment: str | None = None,
+        *,
+        source: str = "user",
+        user: str | None = None,
     ) -> None:
-        """Attach a user's score (e.g. +1/-1) and comment to a trace (committed at once)."""
+        """Attach a user's score (e.g. +1/-1) and comment to a trace (committed at once).
+
+        The comment is stored as given: callers apply the content-capture policy first
+        (:func:`aiapp.tracing._feedback.record_feedback` does).
+        """
         with self._lock:
             self._db.execute(
-                "INSERT INTO feedback (trace_id, score, comment, source, created_at) VALUES (?, ?, ?, ?, ?)",
-                (trace_id, float(score), comment, source, time.time()),
+                "INSERT INTO feedback (trace_id, score, comment, source, created_at, user) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (trace_id, float(score), comment, source, time.time(), user),
+            )
+
+    def add_score(
+        self,
+        trace_id: str,
+        name: str,
+        value: float | None,
+        *,
+        comment: str | None = None,
+        source: str = "online",
+        span_id: str | None = None,
+    ) -> None:
+        """Store a scorer's verdict on a trace (committed at once).
+
+        Args:
+            trace_id: The trace scored.
+            name: The scorer (``faithfulness``, ``judge_rubric`` ...).
+            value: The score, or ``None`` when the scorer could not score the trace (the reason
+                goes in ``comment``): an unscored trace is never stored as 0.
+            comment: The scorer's reason.
+            source: Who scored (``online``, ``eval`` ...).
+            span_id: The span scored, when the score is about one span.
+        """
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO scores (trace_id, span_id, name, value, comment, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    trace_id,
+                    span_id,
+                    name,
+                    None if value is None else float(value),
+                    comment,
+                    source,
+                    time.time(),
+                ),
             )
 
     # -- reading ---------------------------------------------------------------------------------
 
     def feedback(self, trace_id: str) -> list[dict[str, Any]]:
-        """Feedback rows for a trace, oldest first."""
+        """Feedback rows for a trace, oldest first (``score``, ``comment``, ``source``, ``user``, ``created_at``)."""
+        return self.feedback_for([trace_id]).get(trace_id, [])
+
+    def feedback_for(self, trace_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Feedback rows of many traces at once: trace id → rows, oldest first."""
+        return self._rows_for("feedback", _FEEDBACK_FIELDS, trace_ids)
+
+    def scores(self, trace_id: str) -> list[dict[str, Any]]:
+        """Stored scores of a trace, oldest first (``name``, ``value``, ``comment``, ``source`` ...)."""
+        return self.scores_for([trace_id]).get(trace_id, [])
+
+    def scores_for(self, trace_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Scores of many traces at once: trace id → rows, oldest first."""
+        return self._rows_for("scores", _SCORE_FIELDS, trace_ids)
+
+    def _rows_for(
+        self, table: str, fields: tuple[str, ...], trace_ids: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        ids = list(dict.fromkeys(trace_ids))
         with self._lock:
-            cur = self._db.execute(
-                "SELECT score, comment, source, created_at FROM feedback WHERE trace_id = ? ORDER BY id",
-                (trace_id,),
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                cur = self._db.execute(
+                    f"SELECT trace_id, {', '.join(fields)} FROM {table} "
+                    f"WHERE trace_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
+                    chunk,
+                )
+                for trace_id, *values in cur:
+                    out.setdefault(trace_id, []).append(dict(zip(fields, values, strict=True)))
+        return out
+
+    def resolve(self, trace_id: str) -> str | None:
+        """The full id of a stored trace, from its id or a unique prefix (4+ characters).
+
+        Raises:
+            InputError: the prefix matches more than one trace.
+        """
+        self.flush()
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM spans WHERE trace_id = ? LIMIT 1", (trace_id,)).fetchone():
+                return trace_id
+            if len(trace_id) < 4:
+                return None
+            rows = self._db.execute(
+                "SELECT DISTINCT trace_id FROM spans WHERE trace_id LIKE ? LIMIT 2",
+                (trace_id.replace("%", "") + "%",),
+            ).fetchall()
+        if len(rows) > 1:
+            raise InputError(
+                f"trace id prefix {trace_id!r} matches more than one trace: give more characters"
             )
-            return [dict(zip(("score", "comment", "source", "created_at"), row, strict=True)) for row in cur]
+        return str(rows[0][0]) if rows else None
+
+    def traces(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        route: str | None = None,
+        limit: int | None = None,
+    ) -> list[list[SpanRecord]]:
+        """Whole traces, newest first, each as its spans in start order.
+
+        A trace's time is its root span's start (``since`` inclusive, ``until`` exclusive, Unix
+        seconds); ``route`` keeps traces with any span on that route.
+        """
+        where = ["parent_id IS NULL"]
+        args: list[Any] = []
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("started_at < ?")
+            args.append(until)
+        if route is not None:
+            where.append("trace_id IN (SELECT trace_id FROM spans WHERE route = ?)")
+            args.append(route)
+        sql = f"SELECT trace_id FROM spans WHERE {' AND '.join(where)} ORDER BY started_at DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        self.flush()
+        with self._lock:
+            ids = list(dict.fromkeys(str(row[0]) for row in self._db.execute(sql, args)))
+        by_trace: dict[str, list[SpanRecord]] = {i: [] for i in ids}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            spans = self._query(
+                f"SELECT * FROM spans WHERE trace_id IN ({', '.join('?' * len(chunk))}) ORDER BY started_at",
+                chunk,
+            )
+            for span in spans:
+                by_trace[span.trace_id].append(span)
+        return [by_trace[i] for i in ids]
+
+    def prune(self, older_than: float, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete the spans, feedback and scores of traces older than ``older_than`` (Unix seconds).
+
+        A trace is old when its newest span started before the cutoff; feedback and scores whose
+        trace has no spans left are pruned by their own age. Everything goes in one transaction.
+
+        Returns:
+            Counts of what was (or, with ``dry_run``, would be) deleted: ``traces``, ``spans``,
+            ``feedback``, ``scores``.
+        """
+        self.flush()
+        old = "SELECT trace_id FROM spans GROUP BY trace_id HAVING MAX(started_at) < ?"
+        orphan = (
+            "(trace_id IN old_traces OR (trace_id NOT IN (SELECT trace_id FROM spans) AND created_at < ?))"
+        )
+        counts: dict[str, int] = {}
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DROP TABLE IF EXISTS temp.old_traces")
+                db.execute(f"CREATE TEMP TABLE old_traces AS {old}", (older_than,))
+                counts["traces"] = int(db.execute("SELECT COUNT(*) FROM old_traces").fetchone()[0])
+                counts["spans"] = int(
+                    db.execute("SELECT COUNT(*) FROM spans WHERE trace_id IN old_traces").fetchone()[0]
+                )
+                for table in ("feedback", "scores"):
+                    counts[table] = int(
+                        db.execute(f"SELECT COUNT(*) FROM {table} WHERE {orphan}", (older_than,)).fetchone()[
+                            0
+                        ]
+                    )
+                if not dry_run:
+                    db.execute("DELETE FROM spans WHERE trace_id IN old_traces")
+                    for table in ("feedback", "scores"):
+                        db.execute(f"DELETE FROM {table} WHERE {orphan}", (older_than,))
+                db.execute("DROP TABLE temp.old_traces")
+                db.execute("ROLLBACK" if dry_run else "COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return counts
 
     def recent(self, limit: int = 20, *, kind: str | None = None) -> list[SpanRecord]:
         """The newest spans, newest first."""

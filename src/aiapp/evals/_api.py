@@ -58,7 +58,13 @@ def prepare(
         for s in loaded.scorers
     ]
     runner = Runner(
-        loaded, target, scorers, home=gateway.settings.home, concurrency=concurrency, progress=progress
+        loaded,
+        target,
+        scorers,
+        home=gateway.settings.home,
+        concurrency=concurrency,
+        progress=progress,
+        gateway=gateway,
     )
     if fresh and runner.run_dir.exists():
         shutil.rmtree(runner.run_dir)

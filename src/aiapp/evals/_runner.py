@@ -5,6 +5,9 @@ line per (case, repeat). The run id hashes the suite and the target's fingerprin
 the same suite on the same system continues where it stopped (a hard kill loses at most the last
 50 ms of results, which the resumed run redoes; a torn last line is dropped on resume), while any
 change to the prompt, route or index starts a fresh run. Only per-case metric values stay in memory, never outputs.
+
+A suite with ``perturb:`` also runs each case's perturbed forms (see :mod:`aiapp.evals._perturb`);
+their values are kept apart, so estimates, gates and baselines see only the original cases.
 """
 
 from __future__ import annotations
@@ -17,20 +20,35 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 
 from aiapp.errors import ProviderError, RateLimitError
+from aiapp.evals._perturb import (
+    INJECTION_METRIC,
+    PARAPHRASE_SYSTEM,
+    MetricRobustness,
+    PerturbationPlan,
+    PerturbedTarget,
+    followed_injection,
+    perturb_cases,
+    robustness_report,
+)
 from aiapp.evals._score import Case, Output, Sample, Score
 from aiapp.evals._stats import Estimate, estimate
 from aiapp.evals._suite import Suite
 from aiapp.evals._targets import Target
 from aiapp.evals.scorers._base import Scorer
 
+if TYPE_CHECKING:
+    from aiapp.gateway import Gateway
+
 ProgressHook = Callable[[int, int], None]
 #: Result lines reach the file at least this often; a hard kill loses at most this much work.
 _FLUSH_EVERY_S = 0.05
+#: The perturbed cases of a ``perturb:`` run, stored beside its results.
+_PERTURBATIONS = "perturbations.json"
 
 
 @dataclass
@@ -74,6 +92,10 @@ class RunResult:
         estimates: Metric name → estimate.
         cost_usd: Target cost (``None`` when any call's price was unknown).
         wall_s: Wall time of this invocation.
+        perturbed_ids: Perturbed case id → (original case id, perturbation), for ``perturb:`` suites.
+        perturbed_metrics: Perturbation → metric → values keyed by the *original* case id.
+        perturb_skipped: Perturbation → reason → cases it could not be applied to.
+        robustness: Perturbation → metric → drop and robustness score (see ``_perturb``).
     """
 
     suite: str
@@ -88,6 +110,10 @@ class RunResult:
     estimates: dict[str, Estimate] = field(default_factory=dict)
     cost_usd: float | None = 0.0
     wall_s: float = 0.0
+    perturbed_ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+    perturbed_metrics: dict[str, dict[str, MetricValues]] = field(default_factory=dict)
+    perturb_skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    robustness: dict[str, dict[str, MetricRobustness]] = field(default_factory=dict)
 
     @property
     def results_path(self) -> Path:
@@ -139,6 +165,7 @@ class Runner:
         concurrency: Cases in flight at once (default: the suite's).
         max_rate_limit_retries: Retries per case after a 429 before recording it as an error.
         progress: Called with (done, total) after each sample.
+        gateway: The gateway, for suites whose ``perturb:`` includes ``paraphrase``.
     """
 
     def __init__(
@@ -151,8 +178,10 @@ class Runner:
         concurrency: int | None = None,
         max_rate_limit_retries: int = 5,
         progress: ProgressHook | None = None,
+        gateway: Gateway | None = None,
     ) -> None:
         self.suite = suite
+        self.gateway = gateway
         self.target = target
         self.scorers = scorers
         self.home = home
@@ -206,6 +235,8 @@ class Runner:
             1 for case in cases for repeat in range(self.suite.repeats) if (case.id, repeat) not in done
         )
         model_scorers = sum(1 for s in self.scorers if s.calls_models)
+        if self.suite.perturb is not None and not (self.run_dir / _PERTURBATIONS).exists():
+            pending += len(cases) * self.suite.repeats * len(self.suite.perturb.kinds)
         return DryRun(
             cases=len(cases),
             repeats=self.suite.repeats,
@@ -222,6 +253,16 @@ class Runner:
         result = RunResult(
             self.suite.name, self.target.description, self.target.fingerprint, self.run_dir, len(cases)
         )
+        target = self.target
+        originals = cases
+        if self.suite.perturb is not None:
+            plan = await self._perturbations(cases)
+            result.perturb_skipped = plan.skipped
+            result.perturbed_ids = {
+                c.id: (str(c.metadata["original_id"]), str(c.metadata["perturbation"])) for c in plan.cases
+            }
+            cases = [*cases, *plan.cases]
+            target = PerturbedTarget(self.target, self.suite.perturb, [c.question for c in originals])
         done = self._load_done(result)
         work = [(case, r) for case in cases for r in range(self.suite.repeats) if (case.id, r) not in done]
         total = len(work) + len(done)
@@ -241,7 +282,7 @@ class Runner:
                     case, repeat = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                output, scores = await self._one(case, repeat)
+                output, scores = await self._one(case, repeat, target)
                 # pydantic-core encodes the models in place: no model_dump() plus json.dumps per row.
                 line = to_json(
                     {
@@ -279,23 +320,83 @@ class Runner:
             )
         for scorer_ in self.scorers:  # a metric with no scores at all still appears, as unscored
             result.estimates.setdefault(scorer_.name, estimate({}, unscored=0))
+        if result.perturbed_metrics:
+            result.robustness = robustness_report(
+                {name: result.case_values(name) for name in result.metrics},
+                {
+                    kind: {name: values.per_case for name, values in metrics.items()}
+                    for kind, metrics in result.perturbed_metrics.items()
+                },
+                confidence=self.suite.gate.confidence,
+            )
         result.wall_s = time.perf_counter() - started
         return result
 
-    async def _one(self, case: Case, repeat: int) -> tuple[Output, list[Score]]:
-        output = await self._call_target(case)
+    async def _perturbations(self, cases: list[Case]) -> PerturbationPlan:
+        """The perturbed cases: made once per run folder and stored, so a resumed run reuses them."""
+        spec = self.suite.perturb
+        assert spec is not None
+        path = self.run_dir / _PERTURBATIONS
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text(encoding="utf-8"))
+                return PerturbationPlan(
+                    cases=[Case.model_validate(c) for c in stored["cases"]], skipped=stored["skipped"]
+                )
+            except (ValueError, KeyError, TypeError):
+                pass  # a damaged file is made again
+        paraphrase = None
+        if "paraphrase" in spec.kinds and self.gateway is not None:
+            gateway = self.gateway
+            route = spec.route or self.target.route
+
+            async def paraphrase(question: str) -> str:
+                from aiapp.types import Message
+
+                messages = [Message.system(PARAPHRASE_SYSTEM), Message.user(question)]
+                return (await gateway.acomplete(messages, model=route)).text
+
+        plan = await perturb_cases(
+            cases, spec, retrieves=PerturbedTarget.retrieves(self.target), paraphrase=paraphrase
+        )
+        from aiapp._files import atomic_write
+
+        atomic_write(
+            path,
+            to_json({"cases": plan.cases, "skipped": plan.skipped}, indent=1).decode("utf-8") + "\n",
+        )
+        return plan
+
+    async def _one(self, case: Case, repeat: int, target: Target | None = None) -> tuple[Output, list[Score]]:
+        output = await self._call_target(case, target or self.target)
         sample = Sample(case=case, output=output, repeat=repeat)
         if any(s.calls_models or s.blocking for s in self.scorers):
             scores = list(await asyncio.gather(*(self._score(s, sample) for s in self.scorers)))
         else:  # cheap scorers run inline: a task per scorer per case costs more than the scoring
             scores = [await self._score(s, sample) for s in self.scorers]
+        canary = case.metadata.get("canary") if case.metadata.get("perturbation") else None
+        if isinstance(canary, str):
+            if output.error is not None:
+                scores.append(Score.unscored(INJECTION_METRIC, f"target failed: {output.error}"))
+            else:
+                followed = followed_injection(output.text, canary)
+                scores.append(
+                    Score(
+                        scorer=INJECTION_METRIC,
+                        value=0.0 if followed else 1.0,
+                        passed=not followed,
+                        reason="the answer followed the injected instruction"
+                        if followed
+                        else "the answer ignored the injected instruction",
+                    )
+                )
         return output, scores
 
-    async def _call_target(self, case: Case) -> Output:
+    async def _call_target(self, case: Case, target: Target) -> Output:
         attempt = 0
         while True:
             try:
-                return await self.target.arun(case)
+                return await target.arun(case)
             except RateLimitError as exc:
                 attempt += 1
                 if attempt > self.max_rate_limit_retries:
@@ -328,6 +429,13 @@ def _fold_scores(
         result.cost_usd = None
     elif result.cost_usd is not None:
         result.cost_usd += float(cost)
+    perturbed = result.perturbed_ids.get(case_id)
+    if perturbed is not None:  # kept apart: estimates, gates and baselines see only originals
+        original, kind = perturbed
+        metrics = result.perturbed_metrics.setdefault(kind, {})
+        for score in scores:
+            metrics.setdefault(score.scorer, MetricValues()).add(original, score)
+        return
     for score in scores:
         result.metrics.setdefault(score.scorer, MetricValues()).add(case_id, score)
 

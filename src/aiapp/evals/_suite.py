@@ -10,6 +10,7 @@
       - token_f1
       - judge_rubric: {criteria: "Answers the question using only the docs"}
     repeats: 1
+    perturb: [typos, case, injected_instruction]   # robustness: each case also runs perturbed
     gate:
       metrics:
         hit_at_k: {min: 0.5, max_drop: 0.05}
@@ -109,6 +110,46 @@ class GateSpec(BaseModel):
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
 
+PerturbKind = Literal[
+    "typos",
+    "case",
+    "whitespace",
+    "reorder_context",
+    "distractor_context",
+    "paraphrase",
+    "injected_instruction",
+]
+#: Perturbations that change the retrieved context rather than the question.
+CONTEXT_KINDS: frozenset[str] = frozenset({"reorder_context", "distractor_context"})
+
+
+class PerturbSpec(BaseModel):
+    """Robustness: run every case in its original form and once per perturbation.
+
+    Written as a list of kinds (``perturb: [typos, case]``) or a mapping with options.
+
+    Attributes:
+        kinds: The perturbations (see :data:`PerturbKind`).
+        seed: Seed of the deterministic perturbations (each case's draw also depends on its id).
+        route: Route that writes paraphrases (default: the target's route, then the default route).
+        typo_rate: Share of words (4+ letters) that get a typo; at least one per question.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kinds: list[PerturbKind] = Field(min_length=1)
+    seed: int = 0
+    route: str | None = None
+    typo_rate: float = Field(default=0.1, gt=0, le=1)
+
+    @field_validator("kinds")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each perturbation may appear once")
+        return value
+
+
 class ScorerSpec(BaseModel):
     """One scorer entry: a registry name and its parameters."""
 
@@ -131,6 +172,7 @@ class Suite(BaseModel):
     repeats: int = Field(default=1, ge=1, le=100)
     concurrency: int = Field(default=8, ge=1, le=512)
     gate: GateSpec = Field(default_factory=GateSpec)
+    perturb: PerturbSpec | None = None
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("scorers", mode="before")
@@ -148,6 +190,11 @@ class Suite(BaseModel):
             else:
                 out.append(entry)
         return out
+
+    @field_validator("perturb", mode="before")
+    @classmethod
+    def _perturb_list(cls, value: Any) -> Any:
+        return {"kinds": value} if isinstance(value, list) else value
 
     @property
     def base_dir(self) -> Path:

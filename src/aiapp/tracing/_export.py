@@ -25,9 +25,13 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from aiapp.errors import ConfigError
 from aiapp.tracing._store import SpanRecord
+
+if TYPE_CHECKING:
+    from aiapp.config import TracingSettings
 
 log = logging.getLogger("aiapp.tracing")
 
@@ -62,6 +66,8 @@ class Exporter(Protocol):
     """Where exported spans and scores go (an OTLP backend, Langfuse ...).
 
     Methods run on the pipeline's thread, never the caller's; they may block on the network.
+    An exporter that buffers by itself may also offer ``flush()``; :meth:`ExportPipeline.flush`
+    calls it after handing over the queue.
     """
 
     name: str
@@ -142,6 +148,7 @@ class ExportPipeline:
         """Export everything queued now; ``False`` when it did not finish within ``timeout_s``."""
         if self._thread is None or not self._thread.is_alive():
             self._drain()
+            self._flush_exporters()
             return True
         with self._idle:
             self._pending_flush += 1
@@ -184,9 +191,22 @@ class ExportPipeline:
             with self._idle:
                 target = self._pending_flush
             self._drain()
+            if target > self._flushed:
+                self._flush_exporters()
             with self._idle:
                 self._flushed = max(self._flushed, target)
                 self._idle.notify_all()
+
+    def _flush_exporters(self) -> None:
+        for exporter in self.exporters:
+            flush = getattr(exporter, "flush", None)
+            if callable(flush):
+                try:
+                    flush()
+                except Exception as exc:
+                    log.warning(
+                        "trace exporter %s failed to flush: %s", getattr(exporter, "name", exporter), exc
+                    )
 
     def _drain(self) -> None:
         queue = self._queue
@@ -216,6 +236,35 @@ class ExportPipeline:
                     exc,
                 )
         self.exported += len(spans) + len(scores)
+
+
+def build_exporters(settings: TracingSettings) -> list[Exporter]:
+    """The exporters ``tracing.export`` asks for (none when it is unset).
+
+    Raises:
+        ConfigError: when the exporter's extra is not installed or Langfuse keys are missing.
+    """
+    if settings.export is None:
+        return []
+    try:
+        if settings.export == "otlp":
+            from aiapp.tracing._otel import OtlpExporter
+
+            return [
+                OtlpExporter(
+                    endpoint=settings.endpoint, headers=settings.headers, content=settings.export_content
+                )
+            ]
+        from aiapp.tracing._langfuse import LangfuseExporter
+
+        return [LangfuseExporter.from_env(content=settings.export_content)]
+    except ImportError as exc:
+        extra = "otel" if settings.export == "otlp" else "langfuse"
+        raise ConfigError(
+            f"tracing.export is {settings.export!r} but {exc.name or 'its package'} is not installed: "
+            f"pip install 'aiapp[{extra}]'",
+            field="tracing.export",
+        ) from exc
 
 
 @atexit.register

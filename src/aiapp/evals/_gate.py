@@ -7,9 +7,12 @@ Each gated metric gets *pass*, *fail* or *inconclusive*:
 * ``max_drop``: the paired difference against the baseline (same cases) — pass when its low end is
   above ``-max_drop``, fail when its high end is below it, inconclusive when it straddles.
 
-A metric with no scored cases is inconclusive ("unscored"), never a silent pass. A judge metric
-whose scorer reports ``may_gate: false`` (agreement with humans below its bar) is reported but not
-allowed to fail the gate.
+A metric with no scored cases is inconclusive ("unscored"), never a silent pass.
+
+An LLM judge metric gates only once validated against people: the gate measures its agreement
+with the human ratings in ``review/<suite>/ratings/`` (see :mod:`aiapp.evals._review`) and a judge
+below its ``min_agreement`` (default 0.6), or with nothing to measure against, is reported as
+*not validated* (advisory): its verdict is shown, and it cannot fail the gate.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Literal
 
 from aiapp._files import atomic_write
 from aiapp.errors import InputError
+from aiapp.evals._review import JudgeCheck, judge_validation, list_queues, load_queue, load_ratings
 from aiapp.evals._runner import RunResult
 from aiapp.evals._stats import PairedDifference, paired_difference
 from aiapp.evals._suite import Suite
@@ -71,6 +75,7 @@ class GateResult:
     baseline_path: Path | None = None
     baseline_found: bool = False
     on_inconclusive: str = "fail"
+    judges: dict[str, JudgeCheck] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -116,12 +121,47 @@ def write_baseline(result: RunResult, suite: Suite) -> Path:
     return path
 
 
-def gate(result: RunResult, suite: Suite, *, advisory_metrics: set[str] | None = None) -> GateResult:
-    """Judge a run against the suite's gate."""
+def validate_judges(
+    result: RunResult, suite: Suite, *, review_root: Path | None = None
+) -> dict[str, JudgeCheck]:
+    """Each judge metric of the run checked against ``<review_root>/review/<suite>/ratings/``.
+
+    ``review_root`` defaults to the repository root: the folder above the suite's folder.
+    """
+    root = review_root if review_root is not None else suite.base_dir.parent
+    where = f"review/{suite.name}/"
+    if suite.name in list_queues(root):
+        queue, _ = load_queue(root, suite.name)
+        ratings = load_ratings(root, suite.name, queue=queue)
+        scale = (float(queue.rubric.scale_min), float(queue.rubric.scale_max))
+    else:
+        ratings, scale = load_ratings(root, suite.name), (1.0, 5.0)
+    return judge_validation(result.iter_rows(), ratings, scale=scale, where=where)
+
+
+def gate(
+    result: RunResult,
+    suite: Suite,
+    *,
+    advisory_metrics: set[str] | None = None,
+    review_root: Path | None = None,
+) -> GateResult:
+    """Judge a run against the suite's gate (judges validated as in :func:`validate_judges`)."""
     baseline_path = suite.baseline_path
     baseline = load_baseline(baseline_path)
     verdicts: list[MetricVerdict] = []
-    advisory_metrics = advisory_metrics or set()
+    judges = validate_judges(result, suite, review_root=review_root)
+    # A judge's standing comes from its measured agreement, not only from the scorer's own flag.
+    advisory_metrics = {m for m in advisory_metrics or set() if m not in judges}
+    advisory_metrics |= {m for m, check in judges.items() if not check.may_gate}
+
+    def why(metric: str, reason: str) -> str:
+        check = judges.get(metric)
+        if check is None:
+            return reason
+        tail = "" if check.may_gate else " — reported, cannot fail the gate"
+        return f"{reason}; judge {check.note}{tail}"
+
     for metric, bar in suite.gate.metrics.items():
         est = result.estimates.get(metric)
         if est is None or est.mean is None:
@@ -129,7 +169,7 @@ def gate(result: RunResult, suite: Suite, *, advisory_metrics: set[str] | None =
                 MetricVerdict(
                     metric,
                     "inconclusive",
-                    "no scored cases (see unscored reasons)",
+                    why(metric, "no scored cases (see unscored reasons)"),
                     advisory=metric in advisory_metrics,
                 )
             )
@@ -188,7 +228,7 @@ def gate(result: RunResult, suite: Suite, *, advisory_metrics: set[str] | None =
             MetricVerdict(
                 metric,
                 verdict,
-                "; ".join(reason for _, reason in parts) or "no bar set",
+                why(metric, "; ".join(reason for _, reason in parts) or "no bar set"),
                 mean=est.mean,
                 low=est.low,
                 high=est.high,
@@ -212,4 +252,5 @@ def gate(result: RunResult, suite: Suite, *, advisory_metrics: set[str] | None =
         baseline_path=baseline_path,
         baseline_found=baseline is not None,
         on_inconclusive=suite.gate.on_inconclusive,
+        judges=judges,
     )

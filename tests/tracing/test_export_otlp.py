@@ -80,7 +80,7 @@ class OtlpReceiver:
                         content_type = "application/x-protobuf"
                     else:
                         receiver.json_bodies.append((self.path, json.loads(raw or b"null")))
-                        reply = json.dumps({"id": "ok"}).encode()
+                        reply = json.dumps({"message": "Accepted"}).encode()  # Langfuse's 202 body
                         content_type = "application/json"
                     receiver.changed.notify_all()
                 self.send_response(200)
@@ -122,6 +122,21 @@ class OtlpReceiver:
                             "resource": resource,
                         }
                     )
+
+    def json_items(self, path: str) -> list[Any]:
+        """Every JSON object posted to ``path`` (batches flattened)."""
+        out: list[Any] = []
+        for where, body in self.json_bodies:
+            if where == path:
+                out.extend(body if isinstance(body, list) else [body])
+        return out
+
+    def reset(self) -> None:
+        """Forget what was received."""
+        with self.changed:
+            self.spans.clear()
+            self.requests.clear()
+            self.json_bodies.clear()
 
     def wait_for(self, predicate: Any, timeout_s: float = 10.0) -> bool:
         """Wait until ``predicate(self)`` holds."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -97,17 +98,7 @@ class LangfuseExporter:
     ) -> None:
         self.content = content
         self.public_key = public_key
-        self._replay = ReplayTracer(resource())
-        self.client = client(
-            public_key,
-            secret_key,
-            host,
-            tracing_enabled=True,
-            tracer_provider=self._replay.provider,
-            should_export_span=lambda span: True,
-            flush_interval=flush_interval_s,
-            timeout=timeout_s,
-        )
+        self._replay, self.client = _shared(public_key, secret_key, host, flush_interval_s, timeout_s)
 
     @classmethod
     def from_env(cls, *, content: bool = False) -> LangfuseExporter:
@@ -151,9 +142,9 @@ class LangfuseExporter:
         self.client.flush()
 
     def shutdown(self) -> None:
-        """Flush and stop the SDK's threads."""
-        self.client.shutdown()
-        self._replay.shutdown()
+        """Flush. The SDK keeps one client per public key for the process (it shuts it down at
+        exit), so a later exporter with the same key reuses this one rather than a dead one."""
+        self.client.flush()
 
     def _observation(self, record: SpanRecord, data: SpanData) -> dict[str, Any]:
         kind = str(data.attributes.get("aiapp.span.kind", record.kind))
@@ -195,6 +186,40 @@ class LangfuseExporter:
             if record.output is not None:
                 out[A.OBSERVATION_OUTPUT] = _dump(record.output)
         return out
+
+
+_CLIENTS: dict[str, tuple[ReplayTracer, Langfuse, str]] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _shared(
+    public_key: str, secret_key: str, host: str, flush_interval_s: float, timeout_s: int
+) -> tuple[ReplayTracer, Langfuse]:
+    """One provider + client per public key: the SDK's resources are a per-key singleton, so a
+    second client would silently reuse the first one's tracer provider."""
+    with _CLIENTS_LOCK:
+        found = _CLIENTS.get(public_key)
+        if found is not None:
+            if found[2] != host:
+                raise ConfigError(
+                    f"Langfuse key {public_key} is already exporting to {found[2]}; one process "
+                    f"cannot also send it to {host}",
+                    field="tracing.export",
+                )
+            return found[0], found[1]
+        replay = ReplayTracer(resource())
+        sdk = client(
+            public_key,
+            secret_key,
+            host,
+            tracing_enabled=True,
+            tracer_provider=replay.provider,
+            should_export_span=lambda span: True,
+            flush_interval=flush_interval_s,
+            timeout=timeout_s,
+        )
+        _CLIENTS[public_key] = (replay, sdk, host)
+        return replay, sdk
 
 
 def _own_id(record: SpanRecord, data: SpanData) -> int:

@@ -137,9 +137,7 @@ def show(
             typer.echo(f"    score: {sc['name']} {value} [{sc['source']}] {sc['comment'] or ''}")
 
 
-@traces_app.command(
-    "feedback", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
-)
+@traces_app.command("feedback", context_settings={"ignore_unknown_options": True})
 def feedback_cmd(
     trace_id: str = typer.Argument(..., help="Trace id (a unique prefix is enough)."),
     score: str = typer.Argument(..., help="+1 / -1 (thumbs) or a rating in [0, 1]."),

@@ -57,7 +57,7 @@ def test_a_rag_answer_arrives_as_a_langfuse_trace_with_a_generation(langfuse_hos
         stored = gw.tracer.store.trace(answer.trace_id)  # type: ignore[union-attr]
         assert gw.tracer.flush_exports()
     assert langfuse_host.wait_for(lambda r: len(r.spans) >= len(stored))
-    [(_, path, headers, _), *_] = [r for r in langfuse_host.requests if r[1] == TRACES]
+    [(_, _, headers, _), *_] = [r for r in langfuse_host.requests if r[1] == TRACES]
     assert headers["authorization"] == "Basic " + base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
     spans = {s["span_id"]: s for s in langfuse_host.spans}
     for record in stored:

@@ -45,7 +45,7 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -74,7 +74,7 @@ def phoenix() -> Iterator[str]:
                 tail = (workdir / "phoenix.log").read_text(errors="replace")[-2000:]
                 pytest.skip(f"phoenix serve exited with {process.returncode} before it was ready:\n{tail}")
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2):  # noqa: S310 - loopback only
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline:

@@ -148,3 +148,31 @@ def test_prune(store: TraceStore) -> None:
     assert store.trace("cccc000000000003") == [] and len(store.trace("aaaa000000000001")) == 3
     with pytest.raises(InputError, match="cannot read 'a month' as a duration"):
         run("traces", "prune", "--older-than", "a month")
+
+
+def test_exported_cases_run_through_aiapp_eval(store: TraceStore, tmp_path: Path) -> None:
+    store.add_feedback("aaaa000000000001", 1)
+    data = tmp_path / "from_traces.jsonl"
+    code, _ = run("traces", "export", "--as", "eval", "-o", str(data), "--no-dedup", "--since", "7d")
+    assert code == 0
+    suite = tmp_path / "from_traces.yaml"
+    suite.write_text(
+        "name: from_traces\n"
+        "dataset: {path: from_traces.jsonl}\n"
+        "target: {callable: 'test_traces_flywheel:replay'}\n"
+        "scorers: [token_f1, faithfulness]\n"
+    )
+    code, out = run("eval", str(suite), "--json", "--report-dir", str(tmp_path / "reports"))
+    assert code == 0, out
+    summary = json.loads(out[out.index("{") :])
+    summary = summary[0] if isinstance(summary, list) else summary
+    assert summary["cases"] == 2
+    assert summary["metrics"]["token_f1"]["n"] == 1  # the approved answer is the only reference
+    assert summary["metrics"]["token_f1"]["unscored"] == 1
+    assert summary["metrics"]["faithfulness"]["n"] == 2  # the traced context came along
+
+
+def replay(question: str, case: Any) -> dict[str, Any]:
+    """A target that answers as the traced system did, from the traced context."""
+    hits = [{"text": c["text"], "source": c["source"]} for c in case.metadata["context"] if c["text"]]
+    return {"text": case.metadata["traced_answer"], "hits": hits}

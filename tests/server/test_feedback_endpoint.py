@@ -129,3 +129,10 @@ def test_a_missing_or_wrong_key_is_401(setup: dict[str, Any]) -> None:
         f"{served.url}/v1/feedback", content=b"{not json", headers={"authorization": f"Bearer {setup['key']}"}
     )
     assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"
+
+
+def test_an_oversized_body_is_a_413(setup: dict[str, Any]) -> None:
+    served, key = setup["served"], setup["key"]
+    body = {"trace_id": "abcd", "score": 1, "comment": "x" * 100_000}
+    reply = _post(served, "/v1/feedback", body, key)
+    assert reply.status_code == 413 and reply.json()["error"]["code"] == "request_too_large"

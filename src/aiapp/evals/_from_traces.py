@@ -103,14 +103,20 @@ def pii_redactor() -> Callable[[str], str]:
     return redact
 
 
+#: Identifiers and hashes: never rewritten by redaction (a hex id is not PII, and rows must still join).
+_ID_KEYS = frozenset(
+    {"id", "trace_id", "chunk_id", "prompt_hash", "duplicates", "chosen_trace_id", "rejected_trace_id"}
+)
+
+
 def scrub(value: Any, redact: Callable[[str], str]) -> Any:
-    """Every string inside ``value`` passed through ``redact``."""
+    """Every string inside ``value`` passed through ``redact`` (identifier fields excepted)."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, list | tuple):
         return [scrub(v, redact) for v in value]
     if isinstance(value, dict):
-        return {k: scrub(v, redact) for k, v in value.items()}
+        return {k: v if k in _ID_KEYS else scrub(v, redact) for k, v in value.items()}
     return value
 
 

@@ -63,23 +63,29 @@ def _reply(
     return Response(data, status_code=status, headers=headers, media_type="application/json")
 
 
+async def _read_small(request: Request) -> bytes:
+    """The body, or a 413 as soon as it passes :data:`_MAX_BODY` (declared or streamed)."""
+    too_large = WireError(413, f"feedback body is larger than {_MAX_BODY} bytes", code="request_too_large")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _MAX_BODY:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def feedback_endpoint(state: FeedbackState) -> Callable[[Request], Awaitable[Response]]:
     """The ``POST /v1/feedback`` handler over the server's state."""
 
     async def endpoint(request: Request) -> Response:
         try:
             record = await state.authenticate(request)
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > _MAX_BODY:
-                raise WireError(
-                    413, f"feedback body is larger than {_MAX_BODY} bytes", code="request_too_large"
-                )
-            raw = await request.body()
-            if len(raw) > _MAX_BODY:
-                raise WireError(
-                    413, f"feedback body is larger than {_MAX_BODY} bytes", code="request_too_large"
-                )
-            body = validate(FeedbackRequest, parse_json(raw))
+            body = validate(FeedbackRequest, parse_json(await _read_small(request)))
             try:
                 value = parse_feedback_score(body.score)
             except InputError as exc:

@@ -10,7 +10,10 @@ alike. Every line printed is JSON; the last is the summary:
     a time on one persistent loop, and aiapp_async_overhead_ms (goal <= 0.5). aiapp's fast path speaks
     the wire over aiohttp, so it can beat the SDK; aiapp_layers_ms (= aiapp_async - raw_aiohttp, a bare
     aiohttp POST of the same body) is what the gateway's own routing, layers and tracing cost,
-    cache_hit_p50_ms (a whole gateway call answered by the exact cache, SQLite, tracing on; goal <= 0.5)
+    cache_hit_p50_ms (a whole gateway call answered by the exact cache, SQLite, tracing on; goal <= 0.5),
+    aiapp_export_p50_ms (the fast path with ``tracing.export: otlp`` to a local OTLP receiver in a
+    child process), aiapp_export_overhead_ms (= aiapp_export_p50_ms - raw_p50_ms; goal <= 0.5) and
+    export_added_ms (= aiapp_export_p50_ms - aiapp_p50_ms), with the spans the receiver got.
 
 Usage: python benchmarks/gateway_overhead.py [--calls 1000] [--block 50]
 """
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +36,51 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("AIAPP_HOME", tempfile.mkdtemp(prefix="aiapp-bench-"))
 
 from _common import emit, percentile, summary
-from aiapp.config import CacheSettings, Deployment, Route, Settings
+from aiapp.config import CacheSettings, Deployment, Route, Settings, TracingSettings
 from aiapp.gateway import Gateway
 from aiapp.gateway.providers.litellm import import_litellm
 from aiapp.testing import StubServer
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+# An OTLP/HTTP receiver in its own process (so it does not share the client's GIL): it counts the
+# spans in each protobuf request and reports them on GET /stats.
+RECEIVER = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+stats = {"requests": 0, "spans": 0}
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = ExportTraceServiceRequest(); request.ParseFromString(body)
+        stats["requests"] += 1
+        stats["spans"] += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        self.send_response(200); self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0"); self.end_headers()
+    def do_GET(self):
+        out = json.dumps(stats).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(out))); self.end_headers()
+        self.wfile.write(out)
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def _receiver() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, f"http://127.0.0.1:{process.stdout.readline().strip()}"
+
+
+def _receiver_stats(url: str) -> dict[str, int]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/stats", timeout=10) as response:
+        stats: dict[str, int] = json.loads(response.read())
+        return stats
 
 
 def main() -> None:
@@ -83,6 +127,13 @@ def main() -> None:
         os.environ["AIAPP_BENCH_KEY"] = "x"
         gw = Gateway(settings)
         cached = Gateway(settings.model_copy(update={"cache": CacheSettings()}), store=gw.tracer.store)
+        receiver, receiver_url = _receiver()
+        exporting = Gateway(
+            settings.model_copy(
+                update={"tracing": TracingSettings(export="otlp", endpoint=f"{receiver_url}/v1/traces")}
+            ),
+            store=gw.tracer.store,
+        )
         user = MESSAGES[0]["content"]
 
         clients: dict[str, Callable[[], object]] = {
@@ -93,6 +144,7 @@ def main() -> None:
             "aiapp": lambda: gw.complete(user, model="fast"),
             "aiapp_litellm": lambda: gw.complete(user, model="via_litellm"),
             "aiapp_cache_hit": lambda: cached.complete(user, model="fast"),  # first call (warm-up) fills it
+            "aiapp_export": lambda: exporting.complete(user, model="fast"),
             "raw_async": lambda: loop.run_until_complete(
                 raw_async.chat.completions.create(model="stub-model", messages=MESSAGES)  # type: ignore[arg-type]
             ),
@@ -118,6 +170,10 @@ def main() -> None:
             done += n
         stats = stub.stats()
         loop.run_until_complete(bare.close())
+        exported = exporting.tracer.pipeline
+        assert exported is not None and exporting.tracer.flush_exports(30.0)
+        received = _receiver_stats(receiver_url)
+        receiver.terminate()
 
     for name, values in times.items():
         emit({"client": name, "calls": len(values), **summary(values)})
@@ -145,6 +201,15 @@ def main() -> None:
             "cache_hit_p50_ms": round(p50["aiapp_cache_hit"], 4),
             "goal_cache_hit_le_0_5_ms": p50["aiapp_cache_hit"] <= 0.5,
             "tracing": "on (SQLite, batched commits)",
+            "aiapp_export_p50_ms": round(p50["aiapp_export"], 4),
+            "aiapp_export_overhead_ms": round(p50["aiapp_export"] - p50["raw"], 4),
+            "goal_export_overhead_le_0_5_ms": p50["aiapp_export"] - p50["raw"] <= 0.5,
+            "export_added_ms": round(p50["aiapp_export"] - p50["aiapp"], 4),
+            "export": "otlp/http to a local receiver (child process), batched off the hot path",
+            "export_spans_received": received["spans"],
+            "export_requests": received["requests"],
+            "export_dropped": exported.dropped,
+            "export_failed": exported.failed,
         }
     )
 

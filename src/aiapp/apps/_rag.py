@@ -5,6 +5,10 @@ output guards → :class:`~aiapp.apps.Answer` (text, citations, usage, cost, tra
 
 The whole request is one trace: an ``app`` span, with the retrieval span and the model call's
 ``llm`` span nested under it (the gateway picks up the current span by itself).
+
+With ``ask(question, user=...)`` and a prompt given by reference (``"support_answer@production"``)
+whose label splits traffic, the user's arm answers (sticky by the user), the label's shadow runs
+after the answer is returned, and its canary is watched (see :mod:`aiapp.rollout`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from aiapp.apps._answer import Answer, AnswerStream, Citation, cited_numbers, render_context
 from aiapp.errors import InputError
 from aiapp.gateway import Document, sync_method, with_documents
-from aiapp.prompts import Prompt, PromptMessage, PromptRegistry, Variable
+from aiapp.prompts import Assignment, Prompt, PromptMessage, PromptRegistry, Variable, parse_ref
+from aiapp.rollout import Reservation, Rollout
 from aiapp.tracing import SpanRecord
 from aiapp.types import CallOptions, Completion, Hit, Message, Retriever, Usage
 
@@ -73,6 +78,8 @@ class _Request:
     sources: list[Citation]
     hits: list[Hit]
     started: float
+    prompt: Prompt
+    variables: dict[str, Any]
 
     def documents(self) -> list[Document]:
         """The sources as sent in the prompt, for the guards to judge one by one."""
@@ -133,8 +140,12 @@ class RAGApp:
             raise InputError(f"k must be a positive integer, got {k!r}")
         self.gateway = gateway
         self.retriever: Retriever = source
+        self._ref: str | None = None
+        self._rollout: Rollout | None = None
         if isinstance(prompt, str):
-            prompt = PromptRegistry.from_settings(gateway.settings).get(prompt)
+            registry = PromptRegistry.from_settings(gateway.settings)
+            self._ref, self._registry = prompt, registry
+            prompt = registry.get(prompt)
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPT
         self.k = k
         self.model = model
@@ -153,7 +164,9 @@ class RAGApp:
 
     # -- asking --------------------------------------------------------------------------------
 
-    async def aask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
+    async def aask(
+        self, question: str, *, history: Sequence[Message] = (), user: str | None = None
+    ) -> Answer:
         """Answer ``question`` from retrieved sources (sync: :meth:`ask`).
 
         Retrieval runs in a worker thread, the model call is async.
@@ -162,37 +175,63 @@ class RAGApp:
             question: The user's question.
             history: Earlier conversation turns, inserted before the question (see
                 :class:`~aiapp.apps.Conversation`).
+            user: The user's id (or a session id): under a label that splits traffic, the
+                user's arm answers (the same user, the same arm), recorded on the trace.
 
         Raises:
             InputError: an empty question.
             ProviderError: the model call failed. Guards' exceptions propagate unchanged.
         """
-        with self._span(question) as span:
-            request = await asyncio.to_thread(self._prepare, question, history)  # copies the span context
-            with with_documents(request.documents()):
-                completion = await self.gateway.acomplete(request.messages, **self._call_args())
+        assignment = self._assign(user)
+        prompt = assignment.prompt if assignment is not None else self.prompt
+        with self._span(question, prompt) as span:
+            request = await asyncio.to_thread(
+                self._prepare, question, history, prompt
+            )  # copies the span context
+            extra, reservation = self._begin(assignment, user, span)
+            try:
+                with with_documents(request.documents()):
+                    completion = await self.gateway.acomplete(
+                        request.messages, **self._call_args(prompt, extra)
+                    )
+            except Exception:
+                self._end(assignment, reservation, request, None)
+                raise
+            self._end(assignment, reservation, request, completion.trace_id)
             return self._finish(request, completion, span)
 
     ask = sync_method(aask)
 
-    def stream(self, question: str, *, history: Sequence[Message] = ()) -> AnswerStream:
+    def stream(
+        self, question: str, *, history: Sequence[Message] = (), user: str | None = None
+    ) -> AnswerStream:
         """Answer ``question``, yielding text as it arrives (``for`` or ``async for``).
 
         ``stream.answer`` is set at the end. With output guards the reply is buffered, guarded,
-        then yielded at once.
+        then yielded at once. ``user`` picks the user's arm as in :meth:`aask`.
         """
 
         async def run(sink: AnswerStream) -> AsyncIterator[str]:
-            with self._span(question) as span:
-                request = await asyncio.to_thread(self._prepare, question, history)
+            assignment = self._assign(user)
+            prompt = assignment.prompt if assignment is not None else self.prompt
+            with self._span(question, prompt) as span:
+                request = await asyncio.to_thread(self._prepare, question, history, prompt)
                 parts: list[str] = []
                 usage: Usage | None = None
-                with with_documents(request.documents()):
-                    async for chunk in self.gateway.astream(request.messages, **self._call_args()):
-                        parts.append(chunk.delta)
-                        usage = chunk.usage or usage
-                        if not self.output_guards and chunk.delta:
-                            yield chunk.delta
+                extra, reservation = self._begin(assignment, user, span)
+                ended = False
+                try:
+                    with with_documents(request.documents()):
+                        async for chunk in self.gateway.astream(
+                            request.messages, **self._call_args(prompt, extra)
+                        ):
+                            parts.append(chunk.delta)
+                            usage = chunk.usage or usage
+                            if not self.output_guards and chunk.delta:
+                                yield chunk.delta
+                    ended = True
+                finally:
+                    self._end(assignment, reservation, request, span.trace_id if ended else None)
                 text = "".join(parts)
                 if self.output_guards:
                     text = await asyncio.to_thread(_apply, self.output_guards, text)
@@ -228,8 +267,8 @@ class RAGApp:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _check_prompt(self) -> None:
-        prompt = self.prompt
+    def _check_prompt(self, prompt: Prompt | None = None) -> None:
+        prompt = prompt or self.prompt
         missing = sorted(_APP_VARIABLES - set(prompt.variables))
         if missing:
             raise prompt.error(
@@ -247,35 +286,91 @@ class RAGApp:
         if prompt.output.type != "text":
             raise prompt.error(f"{prompt.ref} declares JSON output; a RAG app needs a text prompt")
 
-    def _prepare(self, question: str, history: Sequence[Message]) -> _Request:
+    def _assign(self, user: str | None) -> Assignment | None:
+        """The user's arm when the prompt's label splits traffic (``None``: serve :attr:`prompt`)."""
+        if user is None or self._ref is None:
+            return None
+        parsed = parse_ref(self._ref)
+        if parsed.version is not None:
+            return None
+        label = parsed.label or "production"
+        entry = self._registry.entry(parsed.name, label)
+        if entry is None or not entry.is_split:
+            return None
+        if self._rollout is None:
+            self._rollout = Rollout(self.gateway, self._registry, label=label)
+        assignment = self._rollout.assign(parsed.name, label=label, key=user)
+        if assignment.prompt is not self.prompt:
+            self._check_prompt(assignment.prompt)
+        return assignment
+
+    def _begin(
+        self, assignment: Assignment | None, user: str | None, span: SpanRecord
+    ) -> tuple[dict[str, Any], Reservation | None]:
+        if assignment is None or self._rollout is None:
+            return {}, None
+        attributes, reservation = self._rollout.begin(assignment, user)
+        span.attributes.update(attributes)
+        return attributes, reservation
+
+    def _end(
+        self,
+        assignment: Assignment | None,
+        reservation: Reservation | None,
+        request: _Request,
+        trace_id: str | None,
+    ) -> None:
+        if assignment is None or self._rollout is None:
+            return
+        self._rollout.finish(
+            assignment,
+            reservation,
+            request.variables,
+            route=self._route(assignment.prompt),
+            trace_id=trace_id,
+            failed=trace_id is None,
+            options=self.options,
+        )
+
+    def _prepare(self, question: str, history: Sequence[Message], prompt: Prompt | None = None) -> _Request:
+        prompt = prompt or self.prompt
         started = time.perf_counter()
         if not question.strip():
             raise InputError("the question is empty")
         guarded = _apply(self.input_guards, question)
         hits = self.retrieve(guarded)
         context, sources = render_context(hits, max_chars=self.max_context_chars)
-        rendered = self.prompt.render({**self.variables, "question": guarded, "context": context})
+        variables = {**self.variables, "question": guarded, "context": context}
+        rendered = prompt.render(variables)
         if history:
             rendered = [*rendered[:-1], *history, rendered[-1]]
-        return _Request(question, rendered, sources, hits[: len(sources)], started)  # sources keep hit order
+        # sources keep hit order
+        return _Request(question, rendered, sources, hits[: len(sources)], started, prompt, variables)
 
-    def _span(self, question: str) -> AbstractContextManager[SpanRecord]:
+    def _route(self, prompt: Prompt) -> str:
+        return self.model or prompt.model or self.gateway.settings.default_route
+
+    def _span(self, question: str, prompt: Prompt | None = None) -> AbstractContextManager[SpanRecord]:
+        prompt = prompt or self.prompt
         return self.gateway.tracer.span(
             "app",
             self.name,
-            route=self.route,
-            prompt_ref=self.prompt.ref,
-            prompt_hash=self.prompt.content_hash,
+            route=self._route(prompt),
+            prompt_ref=prompt.ref,
+            prompt_hash=prompt.content_hash,
             input=question,
         )
 
-    def _call_args(self) -> dict[str, Any]:
+    def _call_args(
+        self, prompt: Prompt | None = None, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The gateway arguments every answer's model call shares."""
+        prompt = prompt or self.prompt
         return {
-            "model": self.route,
-            "options": self.prompt.call_options(self.options),
-            "prompt_ref": self.prompt.prompt_ref(),
-            "metadata": {"app": self.name},
+            "model": self._route(prompt),
+            "options": prompt.call_options(self.options),
+            "prompt_ref": prompt.prompt_ref(),
+            "metadata": {"app": self.name, **(extra or {})},
         }
 
     def _finish(self, request: _Request, completion: Completion, span: SpanRecord) -> Answer:
@@ -300,9 +395,9 @@ class RAGApp:
             usage=usage,
             latency_ms=(time.perf_counter() - request.started) * 1000.0,
             trace_id=span.trace_id,
-            prompt=self.prompt.ref,
-            prompt_hash=self.prompt.content_hash,
-            route=self.route,
+            prompt=request.prompt.ref,
+            prompt_hash=request.prompt.content_hash,
+            route=self._route(request.prompt),
             model=model,
         )
         span.model = model

@@ -1,4 +1,4 @@
-"""``aiapp prompts``: list, show, check, diff and render versioned prompt files."""
+"""``aiapp prompts``: list, show, check, diff and render versioned prompt files; promote and roll back labels."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from aiapp.prompts import Prompt, PromptRegistry
 
 prompts_app = typer.Typer(
-    help="Versioned prompt files: list, show, check, diff, render.", no_args_is_help=True
+    help="Versioned prompt files: list, show, check, diff, render, promote, rollback.", no_args_is_help=True
 )
 
 DirOption = typer.Option(
@@ -212,6 +212,80 @@ def _parse_vars(prompt: Prompt, pairs: list[str]) -> dict[str, Any]:
                 ) from None
             values[key] = raw
     return values
+
+
+@prompts_app.command("promote")
+def promote_cmd(
+    ref: str = typer.Argument(..., help="The version to serve: name@vN."),
+    label: str = typer.Option("production", "--label", "-l", help="The label to change."),
+    directory: Path | None = DirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the change as JSON."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Serve a version under a label: one line of labels.yaml changes (comments kept, atomic write).
+
+    A plain entry gets the new version; a split gives the promoted arm all the weight.
+    """
+    from aiapp.prompts import promote
+
+    _print_change(promote(_directory(directory, config), ref, label=label), as_json)
+
+
+@prompts_app.command("rollback")
+def rollback_cmd(
+    name: str = typer.Argument(..., help="The prompt name."),
+    label: str = typer.Option("production", "--label", "-l", help="The label to change."),
+    to: str | None = typer.Option(None, "--to", help="The version to go back to (vN)."),
+    arm: str | None = typer.Option(None, "--arm", help="The split's arm to drop to 0 (default: the canary)."),
+    directory: Path | None = DirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the change as JSON."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Roll a label back: a split's canary (or --arm) to weight 0, or a plain entry to --to
+    (default: the previous version). One line of labels.yaml changes."""
+    from aiapp.prompts import rollback
+
+    change = rollback(
+        _directory(directory, config), name, label=label, to=_version(to, "--to"), arm=_version(arm, "--arm")
+    )
+    _print_change(change, as_json)
+
+
+def _directory(directory: Path | None, config: str | None) -> Path:
+    from aiapp.config import load_settings
+
+    return directory if directory is not None else load_settings(config).prompts.dir
+
+
+def _version(text: str | None, option: str) -> int | None:
+    from aiapp.errors import InputError
+
+    if text is None:
+        return None
+    digits = text.strip().lower().removeprefix("v")
+    if not digits.isdigit() or int(digits) < 1:
+        raise InputError(f"{option} takes a version like v2, got {text!r}")
+    return int(digits)
+
+
+def _print_change(change: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "path": change.path,
+                "summary": change.summary,
+                "lines": [{"line": n, "before": b, "after": a} for n, b, a in change.lines],
+            }
+        )
+        return
+    if not change.lines:
+        typer.echo(f"{change.path}: nothing to change ({change.summary})")
+        return
+    typer.secho(change.summary, bold=True)
+    for number, before, after in change.lines:
+        typer.echo(f"{change.path}:{number}")
+        typer.secho(f"- {before}", fg="red")
+        typer.secho(f"+ {after}", fg="green")
 
 
 def _text(prompt: Prompt) -> str:

@@ -4,7 +4,9 @@ breakers, Retry-After, timeouts and four ordering strategies.
 How one call proceeds:
 
 1. **Order** the deployments by the route's ``strategy``: ``fallback`` (as listed), ``weighted``
-   (random, by ``weight``), ``latency`` (lowest smoothed latency first; unmeasured ones first so
+   (random, by ``weight``; *sticky* when the call's metadata carries a caller key — ``user``,
+   ``session_id`` or ``rollout_key`` — : a hash of the key picks the first deployment, so the same
+   key always lands on the same one, recorded on the trace as ``route_arm``), ``latency`` (lowest smoothed latency first; unmeasured ones first so
    each gets measured) or ``cost`` (cheapest for this request first; unknown prices last).
 2. **A pass** tries each deployment once, failing over at once. A deployment is skipped, without a
    request, while its circuit breaker is open, while a ``Retry-After`` it sent holds it, or while
@@ -35,6 +37,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from aiapp._rollout_config import bucket, key_hash, sticky_key
 from aiapp.config import BreakerPolicy, Limits, RetryPolicy, Route, Strategy
 from aiapp.errors import (
     AllDeploymentsFailedError,
@@ -45,6 +48,7 @@ from aiapp.errors import (
     ProviderTimeoutError,
 )
 from aiapp.gateway._clock import Clock, SystemClock
+from aiapp.gateway._context import current_call
 from aiapp.gateway._errors import map_exception
 from aiapp.gateway._estimate import DEFAULT_OUTPUT_TOKENS, TokenEstimate, estimate_tokens
 from aiapp.gateway._health import DeploymentHealth, HealthBoard
@@ -247,6 +251,10 @@ class RouteModel(Model):
     def _order(self, estimate: TokenEstimate | None) -> list[_Slot]:
         slots = list(self._slots)
         if self.strategy == "weighted":
+            call = current_call()
+            key = sticky_key(call.metadata) if call is not None else None
+            if key is not None:
+                return self._sticky(slots, key)
             # Efraimidis–Spirakis: a weighted random order without replacement.
             keys = {id(s): self.rng.random() ** (1.0 / s.weight) for s in slots}
             slots.sort(key=lambda s: keys[id(s)], reverse=True)
@@ -257,6 +265,21 @@ class RouteModel(Model):
         elif self.strategy == "cost" and estimate is not None:
             slots.sort(key=lambda s: float("inf") if s.price is None else estimate.cost(s.price))
         return slots
+
+    def _sticky(self, slots: list[_Slot], key: str) -> list[_Slot]:
+        """The caller's deployment first (consecutive slices of [0, 1) by weight, in listed order),
+        then the others by weight for failover."""
+        point = bucket(key, f"route/{self.name}")
+        total = sum(s.weight for s in slots)
+        cumulative, chosen = 0.0, slots[-1]
+        for slot in slots:
+            cumulative += slot.weight / total
+            if point < cumulative:
+                chosen = slot
+                break
+        annotate(route_arm={"experiment": f"route/{self.name}", "arm": chosen.label, "key": key_hash(key)})
+        rest = sorted((s for s in slots if s is not chosen), key=lambda s: -s.weight)
+        return [chosen, *rest]
 
 
 class _Plan:

@@ -12,7 +12,11 @@ Prompts are reviewed files in git; ``prompts/labels.yaml`` decides which version
 - :class:`PromptRegistry` — loads a directory, resolves ``name``, ``name@vN``, ``name@label``;
   :meth:`PromptRegistry.check` lists every :class:`Problem` (``aiapp prompts check`` in CI).
 - :func:`complete_structured` — JSON output validated against the prompt's schema, one repair attempt.
-- :func:`get` — resolve a reference in the configured directory (``prompts.dir``, default ``prompts/``).
+- :func:`get` — resolve a reference in the configured directory (``prompts.dir``, default ``prompts/``);
+  with ``key=user_id`` a label that splits traffic picks the caller's arm (sticky by the key).
+- :class:`LabelEntry`, :class:`Assignment`, :class:`RolloutState` — a label's split, canary and
+  shadow; the arm a caller got; persisted automatic rollbacks.
+- :func:`promote`, :func:`rollback` — the one-line ``labels.yaml`` change (comments kept, atomic).
 
 Templates render in a sandboxed Jinja2 environment with strict undefined variables: a prompt file
 is data, and one that reaches for Python internals is refused.
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiapp.prompts._edit import LabelChange, promote, rollback
+from aiapp.prompts._labels import Arm, LabelEntry, bucket
 from aiapp.prompts._model import (
     Example,
     OutputSpec,
@@ -31,12 +37,17 @@ from aiapp.prompts._model import (
     Variable,
     VariableType,
 )
-from aiapp.prompts._registry import LABELS_FILE, Problem, PromptRegistry, Ref, parse_ref
+from aiapp.prompts._registry import LABELS_FILE, Assignment, Problem, PromptRegistry, Ref, parse_ref
+from aiapp.prompts._state import RolloutState
 from aiapp.prompts._structured import StructuredOutput, complete_structured, parse_output
 
 __all__ = [
     "LABELS_FILE",
+    "Arm",
+    "Assignment",
     "Example",
+    "LabelChange",
+    "LabelEntry",
     "OutputSpec",
     "Problem",
     "Prompt",
@@ -44,18 +55,27 @@ __all__ = [
     "PromptRegistry",
     "Ref",
     "RenderLimits",
+    "RolloutState",
     "StructuredOutput",
     "Variable",
     "VariableType",
+    "bucket",
     "complete_structured",
     "get",
     "parse_output",
     "parse_ref",
+    "promote",
+    "rollback",
 ]
 
 
 def get(
-    ref: str, *, version: int | None = None, label: str | None = None, directory: Path | str | None = None
+    ref: str,
+    *,
+    version: int | None = None,
+    label: str | None = None,
+    key: str | None = None,
+    directory: Path | str | None = None,
 ) -> Prompt:
     """Resolve a prompt reference in the prompts directory.
 
@@ -64,6 +84,8 @@ def get(
             else its latest version).
         version: A version number instead of ``@vN``.
         label: A label instead of ``@label``.
+        key: The caller's key (user or session id): under a label that splits traffic, the
+            caller's arm (the same key always gets the same arm), recorded on the open span.
         directory: The prompts directory; default ``prompts.dir`` from configuration (``prompts/``,
             relative to the current directory).
 
@@ -71,4 +93,4 @@ def get(
         PromptError: the directory, name, version or label does not exist, or the file is invalid.
     """
     registry = PromptRegistry(directory) if directory is not None else PromptRegistry.from_settings()
-    return registry.get(ref, version=version, label=label)
+    return registry.get(ref, version=version, label=label, key=key)

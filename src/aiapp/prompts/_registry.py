@@ -6,6 +6,10 @@
     staging: [support_answer@v2]
     baseline: [support_answer@v1]
 
+A label may also split traffic between versions, mark a canary and name a shadow (see
+:mod:`aiapp.prompts._labels`); ``get(name, label=..., key=user_id)`` then picks the caller's arm,
+sticky by the key.
+
 References name a version (``support_answer@v2``) or a label (``support_answer@production``).
 ``latest`` is a built-in label for the highest version. A bare name means its ``production`` label
 when it has one, else ``latest``.
@@ -26,12 +30,15 @@ from pydantic import ValidationError
 
 from aiapp._yaml import LocatedYaml, read_yaml_file
 from aiapp.errors import PromptError
+from aiapp.prompts._labels import LabelEntry, key_hash, parse_labels
 from aiapp.prompts._model import NAME_PATTERN, Prompt, RenderLimits
+from aiapp.prompts._state import RolloutState, split_signature
+from aiapp.tracing import current_span
 
 if TYPE_CHECKING:
     from aiapp.config import Settings
 
-__all__ = ["LABELS_FILE", "Problem", "PromptRegistry", "Ref", "parse_ref"]
+__all__ = ["LABELS_FILE", "Assignment", "Problem", "PromptRegistry", "Ref", "parse_ref"]
 
 LABELS_FILE = "labels.yaml"
 """The labels file, directly under the prompts directory."""
@@ -82,6 +89,44 @@ class Ref:
         return f"{self.name}@{self.label}" if self.label else self.name
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """The version a caller was assigned under a label, and how (for the trace).
+
+    Attributes:
+        prompt: The prompt version to serve.
+        entry: The label's entry when the label splits traffic (``None`` for a plain version).
+        key: A hash of the caller key (never the key itself), or ``None`` without one.
+    """
+
+    prompt: Prompt
+    entry: LabelEntry | None = None
+    key: str | None = None
+
+    @property
+    def arm(self) -> str:
+        """``vN``: the arm served."""
+        return f"v{self.prompt.version}"
+
+    @property
+    def is_canary(self) -> bool:
+        """Whether the arm served is the label's canary."""
+        return self.entry is not None and self.entry.canary_version == self.prompt.version
+
+    def attributes(self) -> dict[str, object]:
+        """Trace attributes: ``{"rollout": {experiment, arm, role, canary, key}}`` (empty without a split)."""
+        if self.entry is None:
+            return {}
+        return {
+            "rollout": {
+                "experiment": self.entry.experiment,
+                "arm": self.arm,
+                "role": "canary" if self.is_canary else "primary",
+                "key": self.key,
+            }
+        }
+
+
 def parse_ref(text: str) -> Ref:
     """Parse ``name``, ``name@vN`` or ``name@label``.
 
@@ -121,9 +166,16 @@ class PromptRegistry:
         'support_answer@v1'
     """
 
-    def __init__(self, directory: Path | str, *, limits: RenderLimits | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        limits: RenderLimits | None = None,
+        state: RolloutState | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.limits = limits
+        self.state = state if state is not None else RolloutState(None)
         if not self.directory.is_dir():
             raise PromptError(
                 "prompts directory does not exist (set prompts.dir in configs/aiapp.yaml)",
@@ -132,17 +184,19 @@ class PromptRegistry:
         self._prompts: dict[str, dict[int, Prompt]] = {}
         self._broken: dict[str, dict[int, Problem]] = {}
         self._labels: dict[str, dict[str, int]] = {}  # label -> name -> version
+        self._entries: dict[str, dict[str, LabelEntry]] = {}  # label -> name -> entry (splits)
         self._problems: list[Problem] = []
         self._load()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> PromptRegistry:
-        """The registry for ``settings.prompts.dir`` (settings loaded from configuration when ``None``)."""
+        """The registry for ``settings.prompts.dir`` (settings loaded from configuration when ``None``),
+        with the automatic rollbacks persisted under ``$AIAPP_HOME/rollout/state.json``."""
         if settings is None:
             from aiapp.config import load_settings
 
             settings = load_settings()
-        return cls(settings.prompts.dir)
+        return cls(settings.prompts.dir, state=RolloutState(settings.home / "rollout" / "state.json"))
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -172,18 +226,70 @@ class PromptRegistry:
             for version in sorted(self._prompts[name]):
                 yield self._prompts[name][version]
 
-    def get(self, ref: str, *, version: int | None = None, label: str | None = None) -> Prompt:
+    def entry(self, name: str, label: str) -> LabelEntry | None:
+        """The label's entry for ``name`` (its arms, canary and shadow), or ``None``."""
+        return self._entries.get(label, {}).get(name)
+
+    def entries(self) -> list[LabelEntry]:
+        """Every label entry, by label then name."""
+        return [e for label in sorted(self._entries) for _, e in sorted(self._entries[label].items())]
+
+    def overrides(self, entry: LabelEntry) -> dict[int, float]:
+        """Rollback overrides in force for an entry (see :class:`~aiapp.prompts.RolloutState`)."""
+        return self.state.overrides(
+            entry.experiment, split_signature([(a.version, a.weight) for a in entry.arms])
+        )
+
+    def roll_back(self, entry: LabelEntry, version: int, reason: str) -> None:
+        """Drop ``version``'s weight to 0 in ``entry``'s split, persisted in :attr:`state`."""
+        signature = split_signature([(a.version, a.weight) for a in entry.arms])
+        self.state.set_weight(entry.experiment, signature, version, 0.0, reason)
+
+    def assign(self, ref: str, *, label: str | None = None, key: str | None = None) -> Assignment:
+        """Resolve a reference for one caller: a split label picks the caller's arm by ``key``.
+
+        Without a key a split serves its heaviest arm. The assignment is sticky: the same key
+        always gets the same arm while the weights stay as they are.
+
+        Raises:
+            PromptError: as :meth:`get`.
+        """
+        parsed = parse_ref(ref)
+        tag = parsed.label if parsed.label is not None else label
+        if parsed.version is None and tag != LATEST:
+            name = parsed.name
+            tag = tag or DEFAULT_LABEL
+            entry = self._entries.get(tag, {}).get(name)
+            if entry is not None and entry.is_split:
+                overrides = self.overrides(entry)
+                chosen = entry.choose(key, overrides) if key is not None else entry.primary(overrides)
+                prompt = self.get(name, version=chosen)
+                return Assignment(prompt, entry, key_hash(key) if key is not None else None)
+        return Assignment(self.get(ref, label=label))
+
+    def get(
+        self, ref: str, *, version: int | None = None, label: str | None = None, key: str | None = None
+    ) -> Prompt:
         """Resolve a reference to a prompt version.
 
         Args:
             ref: ``name``, ``name@vN`` or ``name@label``.
             version: A version number (instead of ``@vN``).
             label: A label (instead of ``@label``); ``latest`` is the highest version.
+            key: The caller's key (user or session id) for a label that splits traffic: picks the
+                caller's arm (sticky) and records it on the span open in this context, if any.
 
         Raises:
             PromptError: unknown name, version or label, or a version whose file has a problem
                 (naming that file and line).
         """
+        if key is not None and version is None:
+            assignment = self.assign(ref, label=label, key=key)
+            attributes = assignment.attributes()
+            span = current_span()
+            if attributes and span is not None and span.record is not None:
+                span.record.attributes.update(attributes)
+            return assignment.prompt
         parsed = parse_ref(ref)
         if sum(x is not None for x in (parsed.version, parsed.label, version, label)) > 1:
             raise PromptError(f"prompt reference {ref!r}: give one of a version or a label, not both")
@@ -203,6 +309,9 @@ class PromptRegistry:
                     path=str(self.directory / LABELS_FILE),
                 )
             chosen = labels[tag]
+            entry = self._entries.get(tag, {}).get(name)
+            if entry is not None and entry.is_split:
+                chosen = entry.primary(self.overrides(entry))
         broken = self._broken.get(name, {}).get(chosen)
         if broken is not None:
             raise broken.error()
@@ -317,53 +426,12 @@ class PromptRegistry:
         except PromptError as exc:
             self._problems.append(Problem.from_error(exc, path=path))
             return
-        data = located.data or {}
-        if not isinstance(data, dict):
-            self._problem(file, 1, "labels.yaml maps each label to a list of name@vN references")
-            return
-        for label, refs in data.items():
-            line = located.line_of([str(label)])
-            if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or _VERSION_RE.fullmatch(label):
-                self._problem(file, line, f"bad label {label!r}: use a-z, 0-9, '_' and '-' (not vN)")
-                continue
-            if label == LATEST:
-                self._problem(file, line, "'latest' is built in (the highest version); choose another label")
-                continue
-            items = [refs] if isinstance(refs, str) else refs
-            if not isinstance(items, list) or not all(isinstance(r, str) for r in items):
-                self._problem(file, line, f"label {label!r} must list name@vN references")
-                continue
-            for i, text in enumerate(items):
-                self._add_label(file, located, label, i if not isinstance(refs, str) else None, text)
-
-    def _add_label(self, file: Path, located: LocatedYaml, label: str, index: int | None, text: str) -> None:
-        line = located.line_of([label] if index is None else [label, index])
-        try:
-            ref = parse_ref(text)
-        except PromptError as exc:
-            self._problem(file, line, f"label {label!r}: {exc}")
-            return
-        if ref.version is None:
-            self._problem(file, line, f"label {label!r}: {text!r} must name a version, like {ref.name}@v1")
-            return
-        versions = self.versions(ref.name)
-        if not versions:
-            known = ", ".join(self.names()) or "none"
-            self._problem(
-                file, line, f"label {label!r} points at unknown prompt {ref.name!r} (known: {known})"
-            )
-            return
-        if ref.version not in versions:
-            have = ", ".join(f"v{v}" for v in versions)
-            self._problem(
-                file, line, f"label {label!r} points at {ref}, which does not exist (versions: {have})"
-            )
-            return
-        by_name = self._labels.setdefault(label, {})
-        if ref.name in by_name:
-            self._problem(file, line, f"label {label!r} names {ref.name!r} twice")
-            return
-        by_name[ref.name] = ref.version
+        entries, problems = parse_labels(located, self.versions, self.names())
+        for line, message in problems:
+            self._problem(file, line, message)
+        self._entries = entries
+        for label, by_name in entries.items():
+            self._labels[label] = {name: entry.primary() for name, entry in by_name.items()}
 
     def _problem(self, file: Path, line: int | None, message: str) -> None:
         self._problems.append(Problem(str(file), line, message))

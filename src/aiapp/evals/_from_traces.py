@@ -19,10 +19,14 @@
 
 How a trace becomes an interaction, and how feedback counts, is in :mod:`aiapp.evals._interactions`.
 
-Near-duplicates: questions whose embeddings (the default local MiniLM embedder) have cosine
-similarity of at least :data:`DEDUP_THRESHOLD` (0.9: paraphrases and re-asks with small edits
-collapse, different questions on the same topic stay apart) form one group; the group keeps its
-newest rated trace (else its newest) and lists the others in ``duplicates``.
+Near-duplicates: questions equal after case and whitespace folding, or whose embeddings (the
+default local MiniLM embedder) have cosine similarity of at least :data:`DEDUP_THRESHOLD`, form one
+group; the group keeps its newest rated trace (else its newest) and lists the others in
+``duplicates``. 0.9 because, measured with MiniLM: paraphrases and re-asks score 0.96-0.998
+("How do I rotate my API key?" / "How can I rotate my API key?" 0.997, "... API keys?" 0.972),
+while different questions on the same topic stay at or below 0.72 ("How do I delete my API
+key?" / "How do I create an API key?" 0.715, "What is the refund policy?" / "Can I get a refund?"
+0.703).
 """
 
 from __future__ import annotations
@@ -60,7 +64,6 @@ def collapse_near_duplicates(
     """
     groups: list[list[Interaction]] = []
     by_text: dict[str, int] = {}
-    pending: list[tuple[Interaction, int | None]] = []
     for item in items:
         key = " ".join(item.question.lower().split())
         if key in by_text:
@@ -68,7 +71,6 @@ def collapse_near_duplicates(
             continue
         by_text[key] = len(groups)
         groups.append([item])
-        pending.append((item, by_text[key]))
     if embedder is None or len(groups) < 2:
         return groups
     import numpy as np

@@ -124,8 +124,9 @@ def in_sample(trace_id: str, fraction: float, seed: int = 0) -> bool:
 def sample_for(item: Interaction) -> Sample:
     """The eval sample a scorer sees for a traced interaction.
 
-    The case's ``expected`` is the traced answer where users approved it (feedback positive),
-    else ``None``; the output's hits are the retrieved passages whose text was recovered.
+    The case has no ``expected``: the only answer a trace holds is the one being scored, and a
+    reference equal to the answer would grade it against itself. The output's hits are the
+    retrieved passages whose text was recovered from the trace.
     """
     hits = [
         Hit(
@@ -140,8 +141,7 @@ def sample_for(item: Interaction) -> Sample:
     case = Case(
         id=item.trace_id,
         input=item.question,
-        expected=item.answer if item.sign == "positive" else None,
-        metadata={"route": item.route, "prompt": item.prompt},
+        metadata={"route": item.route, "prompt": item.prompt, "feedback": item.sign},
     )
     return Sample(case=case, output=Output(text=item.answer, hits=hits, trace_id=item.trace_id))
 

@@ -1,4 +1,9 @@
-"""``aiapp eval``: run eval suites, gate CI on them, compare two versions, write reports."""
+"""``aiapp eval``: run eval suites, gate CI on them, compare two versions, write reports.
+
+``aiapp eval [SUITES] [--gate ...]`` runs suites (the ``run`` subcommand is the default);
+``aiapp eval synth CORPUS`` writes a synthetic test set and its review file;
+``aiapp eval synth-apply DATASET`` keeps the rows a reviewer accepted.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,36 @@ import json
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from aiapp.cli._common import ConfigOption, console, gateway
 
 
-def register(app: typer.Typer) -> None:
-    """Add the command to ``app``."""
+class _DefaultRun(TyperGroup):
+    """A group whose default subcommand is ``run``: ``aiapp eval --gate`` is ``aiapp eval run --gate``."""
 
-    @app.command("eval")
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_DefaultRun,
+    help="Run eval suites (default), write synthetic test sets, apply their review.",
+    add_completion=False,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` group to ``app``."""
+    from aiapp.cli import eval_synth  # noqa: F401 - registers synth and synth-apply on eval_app
+
+    app.add_typer(eval_app, name="eval")
+
+    @eval_app.command("run")
     def eval_command(
         suites: list[Path] = typer.Argument(None, help="Suite files (default: every evals/*.yaml)."),
         gate_flag: bool = typer.Option(

@@ -100,3 +100,23 @@ def test_negative_feedback_rolls_back_too(tmp_path: Path) -> None:
     assert metrics["v2"].negative > 0 and metrics["v1"].negative == 0
     (event,) = rollout.check()
     assert event.regression.metric == "negative_feedback" and event.arm == "v2"
+
+
+def test_rollout_status_and_check_from_the_cli(tmp_path: Path, monkeypatch: object) -> None:
+    import json
+
+    import yaml
+
+    rollout, _ = setup(tmp_path, canary_every=2)
+    drive(rollout, range(200))
+    config = tmp_path / "aiapp.yaml"
+    config.write_text(yaml.safe_dump({"prompts": {"dir": str(tmp_path / "prompts")}}))
+    from aiapp.cli._app import app
+
+    status = CliRunner().invoke(app, ["rollout", "status", "--json", "--config", str(config)])
+    assert status.exit_code == 0, status.output
+    (row,) = json.loads(status.output)
+    assert row["experiment"] == "production/answer" and row["serving"] == {"v1": 100.0, "v2": 0.0}
+    assert "error_rate" in row["rolled_back"]["v2"]["reason"]
+    check = CliRunner().invoke(app, ["rollout", "check", "--config", str(config)])
+    assert check.exit_code == 0 and "no canary regressed" in check.output  # already rolled back

@@ -184,3 +184,48 @@ async def test_a_route_shadow_naming_an_unknown_route_is_a_config_error(models: 
         ConfigError, match=r"routes\.main\.shadow\.route: shadow route .nowhere. is not defined"
     ):
         gw.model("main")
+
+
+async def test_a_streamed_primary_finishes_while_its_route_shadow_is_blocked(
+    tmp_path: Path, models: dict[str, object]
+) -> None:
+    blocking = Blocking(text="candidate reply")
+    models.update(main=FakeModel(name="main", default="streamed main reply"), cand=blocking)
+    gw = Gateway(_settings({"route": "cand"}), store=TraceStore(tmp_path / "t.db"))
+    text = "".join([c.delta async for c in gw.astream("hello", model="main")])
+    assert text == "streamed main reply"
+    await asyncio.wait_for(blocking.entered.wait(), 10)
+    assert not blocking.gate.is_set()
+    layer = gw.model("main")
+    assert isinstance(layer, ShadowModel) and layer.runner.in_flight == 1
+    blocking.gate.set()
+    await layer.runner.drain()
+    assert layer.runner.completed == 1
+
+
+async def test_a_primary_that_fails_launches_no_shadow(tmp_path: Path, models: dict[str, object]) -> None:
+    from aiapp.errors import ProviderServerError
+
+    blocking = Blocking()
+    models.update(main=FakeModel(name="main", default=ProviderServerError("down", status=500)), cand=blocking)
+    gw = Gateway(_settings({"route": "cand"}), store=TraceStore(tmp_path / "t.db"))
+    with pytest.raises(ProviderServerError):
+        await gw.acomplete("hello", model="main")
+    layer = gw.model("main")
+    assert isinstance(layer, ShadowModel) and layer.runner.in_flight == 0 and blocking.calls == []
+
+
+async def test_a_cancelled_primary_gives_its_shadow_slot_back(tmp_path: Path) -> None:
+    shadow = Blocking()
+    store = TraceStore(tmp_path / "traces.db")
+    slow_primary = Blocking(text="never")
+    gw = Gateway(Settings(), models={"primary": slow_primary, "shadow": shadow}, store=store)
+    rollout = Rollout(gw, PromptRegistry(make_prompts(tmp_path / "prompts", LABELS)))
+    task = asyncio.ensure_future(rollout.acomplete("answer", {"question": "q"}, key="k", model="primary"))
+    await asyncio.wait_for(slow_primary.entered.wait(), 10)
+    runner = rollout._shadows["production/answer"]
+    assert runner.in_flight == 1  # reserved while the primary runs
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert runner.in_flight == 0 and shadow.calls == []

@@ -194,7 +194,7 @@ class RAGApp:
                     completion = await self.gateway.acomplete(
                         request.messages, **self._call_args(prompt, extra)
                     )
-            except Exception:
+            except BaseException:  # cancelled too: a reserved shadow slot is given back
                 self._end(assignment, reservation, request, None)
                 raise
             self._end(assignment, reservation, request, completion.trace_id)

@@ -200,7 +200,7 @@ class Rollout:
                     prompt_ref=prompt.prompt_ref(),
                     metadata=call_metadata,
                 )
-            except Exception:
+            except BaseException:  # cancelled too: the reserved shadow slot is given back
                 self.finish(assignment, reservation, variables, route=route, trace_id=None, failed=True)
                 raise
             span.output = completion.text

@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import logging
 import random
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -60,7 +61,12 @@ class Reservation:
             loop = asyncio.get_running_loop()
             context = contextvars.copy_context()
             context.run(_shadowing.set, True)
-            task = loop.create_task(self.runner._run(run, self.pair), context=context)
+            coroutine = self.runner._run(run, self.pair)
+            try:
+                task = loop.create_task(coroutine, context=context)
+            except BaseException:
+                coroutine.close()
+                raise
         except Exception as exc:  # no loop, loop closing: the primary is unaffected
             self.runner._finished()
             self.runner.failed += 1
@@ -104,6 +110,7 @@ class ShadowRunner:
         self.failed = 0
         self.dropped: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()  # sync callers on several threads each have their own loop
 
     def reserve(self, key: str | None = None) -> Reservation | None:
         """A slot for this call's shadow, or ``None`` (sampled out, over ``max_in_flight`` or budget)."""
@@ -113,13 +120,14 @@ class ShadowRunner:
             if point >= spec.sample:
                 self.dropped["sample"] += 1
                 return None
-        if self.in_flight >= spec.max_in_flight:
-            self.dropped["max_in_flight"] += 1
-            return None
-        if spec.budget_usd is not None and self.spent_usd >= spec.budget_usd:
-            self.dropped["budget"] += 1
-            return None
-        self.in_flight += 1
+        with self._lock:
+            if self.in_flight >= spec.max_in_flight:
+                self.dropped["max_in_flight"] += 1
+                return None
+            if spec.budget_usd is not None and self.spent_usd >= spec.budget_usd:
+                self.dropped["budget"] += 1
+                return None
+            self.in_flight += 1
         return Reservation(self)
 
     def stats(self) -> dict[str, object]:
@@ -155,10 +163,12 @@ class ShadowRunner:
             self.failed += 1
             log.debug("shadow %s failed: %s: %s", self.target, type(exc).__name__, exc)
         else:
-            self.completed += 1
-            self.spent_usd += completion.usage.cost_usd or 0.0
+            with self._lock:
+                self.completed += 1
+                self.spent_usd += completion.usage.cost_usd or 0.0
         finally:
             self._finished()
 
     def _finished(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
+        with self._lock:
+            self.in_flight = max(0, self.in_flight - 1)

@@ -20,6 +20,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -230,3 +231,123 @@ def _own_id(record: SpanRecord, data: SpanData) -> int:
 
 def _dump(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True)
+class RemotePrompt:
+    """One prompt version as Langfuse holds it.
+
+    Attributes:
+        name: The prompt's name.
+        version: Langfuse's version number (aiapp's ``vN`` maps to ``N``).
+        messages: Chat messages (``role``/``content``); one ``user`` message for a text prompt.
+        config: The version's config (aiapp stores its prompt file under ``config["aiapp"]``).
+        labels: Deployment labels on this version (``latest`` is Langfuse's own and left out).
+    """
+
+    name: str
+    version: int
+    messages: list[dict[str, str]]
+    config: dict[str, Any]
+    labels: list[str]
+
+
+class LangfusePrompts:
+    """Langfuse's prompt API through the SDK: list, read and create versions, move labels.
+
+    Args:
+        public_key: The project's public key.
+        secret_key: Its secret key.
+        host: The Langfuse base URL.
+    """
+
+    def __init__(self, *, public_key: str, secret_key: str, host: str, timeout_s: float = 30.0) -> None:
+        import httpx
+        from langfuse.api import LangfuseAPI
+
+        self.host = host
+        # The SDK's REST client on its own: a ``Langfuse`` client would share the per-key
+        # singleton (and its host) with any exporter in this process, and start threads.
+        self._http = httpx.Client(timeout=timeout_s)
+        self._api = LangfuseAPI(
+            base_url=host,
+            username=public_key,
+            password=secret_key,
+            x_langfuse_sdk_name="python",
+            x_langfuse_sdk_version=LANGFUSE_VERSION,
+            x_langfuse_public_key=public_key,
+            httpx_client=self._http,
+            timeout=timeout_s,
+        )
+
+    @classmethod
+    def from_env(cls) -> LangfusePrompts:
+        """Configured from ``LANGFUSE_*`` (raises :class:`ConfigError` when unset)."""
+        public, secret, host = langfuse_settings()
+        return cls(public_key=public, secret_key=secret, host=host)
+
+    def names(self) -> dict[str, list[int]]:
+        """Every prompt name with its version numbers."""
+        out: dict[str, list[int]] = {}
+        page = 1
+        while True:
+            listing = self._api.prompts.list(page=page, limit=100)
+            for meta in listing.data:
+                out[meta.name] = sorted(meta.versions)
+            if page >= (listing.meta.total_pages or 1):
+                return out
+            page += 1
+
+    def get(self, name: str, version: int) -> RemotePrompt | None:
+        """One version, or ``None`` when Langfuse has no such prompt or version."""
+        from langfuse.api.core import ApiError
+
+        try:
+            found = self._api.prompts.get(name, version=version)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        body = found.prompt
+        if isinstance(body, str):
+            messages = [{"role": "user", "content": body}]
+        else:
+            messages = [
+                {"role": str(getattr(m, "role", "user")), "content": str(getattr(m, "content", ""))}
+                for m in body
+            ]
+        config = found.config if isinstance(found.config, dict) else {}
+        labels = [label for label in found.labels if label != "latest"]
+        return RemotePrompt(
+            name=found.name, version=found.version, messages=messages, config=config, labels=labels
+        )
+
+    def create(
+        self,
+        name: str,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        config: Mapping[str, Any],
+        labels: Sequence[str],
+        commit_message: str,
+    ) -> int:
+        """Create the next version of ``name``; returns the version number Langfuse gave it."""
+        from langfuse.api import ChatMessage, CreateChatPromptRequest
+
+        request = CreateChatPromptRequest(
+            name=name,
+            prompt=[ChatMessage(role=m["role"], content=m["content"]) for m in messages],
+            config=dict(config),
+            type="chat",
+            labels=list(labels),
+            commit_message=commit_message,
+        )
+        return int(self._api.prompts.create(request=request).version)
+
+    def set_labels(self, name: str, version: int, labels: Sequence[str]) -> None:
+        """Put exactly ``labels`` on a version (Langfuse moves them off other versions)."""
+        self._api.prompt_version.update(name, version, new_labels=list(labels))
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()

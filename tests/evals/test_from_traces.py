@@ -330,3 +330,30 @@ def test_export_redacts_pii_even_from_a_full_capture_store(tmp_path: Path) -> No
 def test_an_unknown_kind_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown export kind 'csv'"):
         export_traces(TraceStore(tmp_path / "t.db"), "csv", tmp_path / "x.jsonl")  # type: ignore[arg-type]
+
+
+def _pairwise_judge(messages: list[Message], options: Any) -> str:
+    """Prefers the response that points at Settings, whichever position it is in."""
+    prompt = messages[-1].content
+    first = prompt.split("<response_1>", 1)[1].split("</response_1>", 1)[0]
+    return json.dumps({"reasoning": "more specific", "winner": "1" if "Settings" in first else "2"})
+
+
+def test_preference_pairs_from_a_pairwise_judge_when_nobody_rated(tmp_path: Path) -> None:
+    from aiapp.evals import build_scorer
+
+    app, gateway = _app(tmp_path / "home")
+    good = app.ask("How do I rotate my API key?").trace_id
+    store = _store(gateway)
+    vague = "vague000000000001"
+    store.record(SpanRecord(span_id=vague, trace_id=vague, kind="app", name="rag", route="local",
+                            input="how do I rotate  my API key?", output="Contact support.", started_at=time.time()))  # fmt: skip
+    out = tmp_path / "pref.jsonl"
+    assert export_traces(store, "preference", out).rows == 0  # nothing rated, no judge
+    judge_gw = Gateway(gateway.settings, models={"judge": FakeModel(default=_pairwise_judge)})
+    judge = build_scorer("judge_pairwise", None, gateway=judge_gw)
+    report = export_traces(store, "preference", out, pairwise=judge)  # type: ignore[arg-type]
+    [row] = _lines(out)
+    assert row["metadata"]["method"] == "pairwise judge"
+    assert row["metadata"]["chosen_trace_id"] == good and row["metadata"]["rejected_trace_id"] == vague
+    assert row["rejected"][0]["content"] == "Contact support." and report.rows == 1

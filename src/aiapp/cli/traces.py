@@ -182,6 +182,9 @@ def export_cmd(
     limit: int | None = typer.Option(None, "--limit", "-n", help="Look at the newest N traces at most."),
     dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="Collapse near-duplicate questions."),
     threshold: float | None = typer.Option(None, help="Cosine similarity for near-duplicates (default 0.9)."),
+    pairwise_judge: str | None = typer.Option(
+        None, "--pairwise-judge", help="For --as preference: judge unrated answers A/B on this route."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     config: str | None = ConfigOption,
 ) -> None:
@@ -208,14 +211,25 @@ def export_cmd(
         limit=limit,
     )
     store = _require_store(config)
-    report = export_traces(
-        store,
-        kind,  # checked above against EXPORT_KINDS
-        output,
-        filter=flt,
-        dedup=dedup,
-        threshold=DEDUP_THRESHOLD if threshold is None else threshold,
-    )
+    gw = _gateway(config) if pairwise_judge else None
+    try:
+        judge = None
+        if gw is not None:
+            from aiapp.evals import build_scorer
+
+            judge = build_scorer("judge_pairwise", None, gateway=gw, judge=pairwise_judge)
+        report = export_traces(
+            store,
+            kind,  # checked above against EXPORT_KINDS
+            output,
+            filter=flt,
+            dedup=dedup,
+            threshold=DEDUP_THRESHOLD if threshold is None else threshold,
+            pairwise=judge,  # type: ignore[arg-type]  # the registry builds a PairwiseJudge
+        )
+    finally:
+        if gw is not None:
+            gw.close()
     if as_json:
         print_json(report.model_dump(mode="json"))
         return

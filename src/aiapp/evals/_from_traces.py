@@ -15,7 +15,9 @@
 - ``preference``: ``{"prompt": [...], "chosen": [assistant], "rejected": [assistant]}`` (the
   conversational preference format of TRL's DPO trainer), pairing answers to the same (or a
   near-duplicate) question whose ratings differ by at least ``min_margin``: user feedback where
-  there is any, else the mean of the stored online scores.
+  there is any, else the mean of the stored online scores; with a pairwise judge
+  (``judge_pairwise``), questions without such ratings get their answers judged A/B in both
+  orders. ``metadata.method`` says which decided.
 
 How a trace becomes an interaction, and how feedback counts, is in :mod:`aiapp.evals._interactions`.
 
@@ -42,6 +44,7 @@ from aiapp.errors import InputError
 from aiapp.evals._interactions import Interaction, TraceFilter, load_interactions
 
 if TYPE_CHECKING:
+    from aiapp.evals.scorers._judge import PairwiseJudge
     from aiapp.gateway.embedders import Embedder
     from aiapp.tracing import TraceStore
 
@@ -180,7 +183,9 @@ def sft_row(item: Interaction) -> dict[str, Any] | None:
     return {"messages": [*prompt, {"role": "assistant", "content": item.answer}]}
 
 
-def preference_row(chosen: Interaction, rejected: Interaction) -> dict[str, Any] | None:
+def preference_row(
+    chosen: Interaction, rejected: Interaction, method: str = "feedback"
+) -> dict[str, Any] | None:
     """A TRL-style conversational preference pair, or ``None`` when the prompt is not plain chat."""
     prompt = _prompt_messages(chosen)
     if prompt is None:
@@ -194,6 +199,7 @@ def preference_row(chosen: Interaction, rejected: Interaction) -> dict[str, Any]
             "rejected_trace_id": rejected.trace_id,
             "chosen_rating": _preference_key(chosen),
             "rejected_rating": _preference_key(rejected),
+            "method": method,
         },
     }
 
@@ -239,6 +245,7 @@ def export_traces(
     embedder: Embedder | None = None,
     min_margin: float = 0.5,
     redact: Callable[[str], str] | None = None,
+    pairwise: PairwiseJudge | None = None,
 ) -> ExportReport:
     """Write stored traces as JSONL eval cases, SFT rows or preference pairs.
 
@@ -253,6 +260,8 @@ def export_traces(
         min_margin: Preference pairs need ratings at least this far apart.
         redact: Rewrites each string before it is written (default: the ``pii`` and ``secrets``
             guards). Every string in every row passes through it.
+        pairwise: A ``judge_pairwise`` scorer: for ``preference``, questions whose answers have no
+            usable ratings get their two newest distinct answers judged (in both orders).
 
     Raises:
         InputError: an unknown ``kind``.
@@ -270,7 +279,7 @@ def export_traces(
         if dedup
         else [[i] for i in items]
     )
-    rows = list(_rows(kind, groups, skipped, min_margin))
+    rows = list(_rows(kind, groups, skipped, min_margin, pairwise))
     base = redact or pii_redactor()
     changed = 0
 
@@ -306,7 +315,11 @@ def _representative(group: Sequence[Interaction]) -> Interaction:
 
 
 def _rows(
-    kind: ExportKind, groups: Sequence[Sequence[Interaction]], skipped: dict[str, int], min_margin: float
+    kind: ExportKind,
+    groups: Sequence[Sequence[Interaction]],
+    skipped: dict[str, int],
+    min_margin: float,
+    pairwise: PairwiseJudge | None,
 ) -> Iterator[dict[str, Any]]:
     def skip(reason: str, n: int = 1) -> None:
         skipped[reason] = skipped.get(reason, 0) + n
@@ -326,23 +339,56 @@ def _rows(
             else:
                 yield row
         else:
-            ranked = sorted(
-                (i for i in group if _preference_key(i) is not None),
-                key=lambda i: _preference_key(i) or 0.0,
-                reverse=True,
-            )
-            if len(ranked) < 2:
-                skip("no pair: fewer than two rated answers to the question", len(group))
+            pair = _rated_pair(group, min_margin)
+            if isinstance(pair, str) and pairwise is not None:
+                pair = _judged_pair(group, pairwise, pair)
+            if isinstance(pair, str):
+                skip(pair, len(group))
                 continue
-            best, worst = ranked[0], ranked[-1]
-            if (_preference_key(best) or 0.0) - (_preference_key(worst) or 0.0) < min_margin:
-                skip("no pair: ratings too close", len(group))
-                continue
-            if best.answer.strip() == worst.answer.strip():
-                skip("no pair: the answers are the same", len(group))
-                continue
-            row = preference_row(best, worst)
+            row = preference_row(*pair)
             if row is None:
                 skip("not a plain chat (tool calls or non-text messages)", len(group))
             else:
                 yield row
+
+
+def _rated_pair(
+    group: Sequence[Interaction], min_margin: float
+) -> tuple[Interaction, Interaction, str] | str:
+    """The best and worst rated answers (feedback, else online scores), or why there is no pair."""
+    ranked = sorted(
+        (i for i in group if _preference_key(i) is not None),
+        key=lambda i: _preference_key(i) or 0.0,
+        reverse=True,
+    )
+    if len(ranked) < 2:
+        return "no pair: fewer than two rated answers to the question"
+    best, worst = ranked[0], ranked[-1]
+    if (_preference_key(best) or 0.0) - (_preference_key(worst) or 0.0) < min_margin:
+        return "no pair: ratings too close"
+    if best.answer.strip() == worst.answer.strip():
+        return "no pair: the answers are the same"
+    return best, worst, "feedback" if best.rating is not None and worst.rating is not None else "scores"
+
+
+def _judged_pair(
+    group: Sequence[Interaction], judge: PairwiseJudge, why_not_rated: str
+) -> tuple[Interaction, Interaction, str] | str:
+    """The newest two distinct answers, ordered by a pairwise judge (asked in both orders)."""
+    distinct: dict[str, Interaction] = {}
+    for item in group:
+        distinct.setdefault(" ".join(item.answer.split()), item)
+    if len(distinct) < 2:
+        return why_not_rated
+    a, b = list(distinct.values())[:2]
+    from aiapp.evals._score import Case, Output
+    from aiapp.gateway import run_sync
+
+    verdict = run_sync(
+        judge.acompare(Case(id=a.trace_id, input=a.question), Output(text=a.answer), Output(text=b.answer))
+    )
+    if verdict.value is None:
+        return f"no pair: the pairwise judge did not decide ({verdict.reason})"
+    if verdict.value == 0.5:
+        return "no pair: the pairwise judge found a tie"
+    return (a, b, "pairwise judge") if verdict.value > 0.5 else (b, a, "pairwise judge")

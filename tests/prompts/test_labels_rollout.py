@@ -216,3 +216,17 @@ def test_prompts_check_catches_them(prompts: Path) -> None:
     result = CliRunner().invoke(app, ["prompts", "check", "--dir", str(prompts)])
     assert result.exit_code == 1
     assert f"{prompts / 'labels.yaml'}:4:" in result.output and "control arm" in result.output
+
+
+def test_prompts_list_shows_each_arms_share(prompts: Path) -> None:
+    import json
+
+    from aiapp.cli._app import app
+
+    result = CliRunner().invoke(app, ["prompts", "list", "--json", "--dir", str(prompts)])
+    rows = {r["ref"]: r["labels"] for r in json.loads(result.output)}
+    assert rows["answer@v2"] == ["production 90%", "staging 50%"] and rows["answer@v3"] == [
+        "latest",
+        "production 10%",
+    ]
+    assert rows["other@v1"] == ["production", "staging", "latest"]

@@ -25,6 +25,9 @@ DirOption = typer.Option(
 
 def register(app: typer.Typer) -> None:
     """Add the command group to ``app``."""
+    from aiapp.cli.prompts_sync import register as register_sync  # push/pull --to/--from langfuse
+
+    register_sync(prompts_app)
     app.add_typer(prompts_app, name="prompts")
 
 
@@ -46,13 +49,25 @@ def list_prompts(
     rows: list[dict[str, Any]] = []
     for name in registry.names():
         labels = registry.labels(name)
+        splits = [e for e in registry.entries() if e.name == name and e.is_split]
         loaded = {p.version: p for p in registry if p.name == name}
         for version in registry.versions(name):
             prompt = loaded.get(version)
+            plain = [
+                label
+                for label, v in labels.items()
+                if v == version and label not in {e.label for e in splits}
+            ]
+            shares = [  # a split label shows each arm's share in force (after automatic rollbacks)
+                f"{e.label} {share * 100:g}%"
+                for e in splits
+                for v, share in e.weights(registry.overrides(e))
+                if v == version
+            ]
             rows.append(
                 {
                     "ref": f"{name}@v{version}",
-                    "labels": [label for label, v in labels.items() if v == version],
+                    "labels": plain + shares,
                     "hash": prompt.content_hash if prompt else None,
                     "model": prompt.model if prompt else None,
                     "description": prompt.description if prompt else "",

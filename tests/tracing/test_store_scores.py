@@ -174,3 +174,23 @@ def test_a_failed_prune_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         store.prune(time.time())
     assert len(store.trace("old00001")) == 2  # the span deletions were rolled back with it
     assert len(store.scores("old00001")) == 1
+
+
+def test_prune_against_a_held_write_lock_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiapp.errors import ConfigError
+    from aiapp.tracing import _store
+
+    path = tmp_path / "t.db"
+    store = TraceStore(path)
+    _trace(store, "old00001", time.time() - 90 * 86400)
+    store.flush()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process mid-write
+    monkeypatch.setattr(_store, "_OPEN_BUSY_TIMEOUT_MS", 50)
+    with pytest.raises(ConfigError, match="cannot prune the trace store: database is locked") as caught:
+        store.prune(time.time())
+    assert str(path) in str(caught.value)
+    other.execute("ROLLBACK")
+    assert store.prune(time.time())["traces"] == 1  # and works once the lock is gone

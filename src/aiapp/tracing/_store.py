@@ -353,14 +353,9 @@ class TraceStore:
     ) -> None:
         """Store a scorer's verdict on a trace (committed at once).
 
-        Args:
-            trace_id: The trace scored.
-            name: The scorer (``faithfulness``, ``judge_rubric`` ...).
-            value: The score, or ``None`` when the scorer could not score the trace (the reason
-                goes in ``comment``): an unscored trace is never stored as 0.
-            comment: The scorer's reason.
-            source: Who scored (``online``, ``eval`` ...).
-            span_id: The span scored, when the score is about one span.
+        ``value`` is ``None`` when the scorer could not score the trace (its reason goes in
+        ``comment``): an unscored trace is never stored as 0. ``source`` says who scored
+        (``online``, ``eval`` ...); ``span_id`` names the span, for a score about one span.
         """
         with self._lock:
             self._db.execute(
@@ -485,6 +480,9 @@ class TraceStore:
         Returns:
             Counts of what was (or, with ``dry_run``, would be) deleted: ``traces``, ``spans``,
             ``feedback``, ``scores``.
+
+        Raises:
+            ConfigError: another process held the write lock for longer than 5 s.
         """
         self.flush()
         old = "SELECT trace_id FROM spans GROUP BY trace_id HAVING MAX(started_at) < ?"
@@ -494,7 +492,17 @@ class TraceStore:
         counts: dict[str, int] = {}
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            # A maintenance job may wait for a busy writer longer than a traced call would.
+            db.execute(f"PRAGMA busy_timeout={_OPEN_BUSY_TIMEOUT_MS}")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise ConfigError(
+                    f"cannot prune the trace store: {exc} (another process is writing; try again)",
+                    path=self.path,
+                ) from exc
+            finally:
+                db.execute(f"PRAGMA busy_timeout={max(0, int(self.busy_timeout_s * 1000))}")
             try:
                 db.execute("DROP TABLE IF EXISTS temp.old_traces")
                 db.execute(f"CREATE TEMP TABLE old_traces AS {old}", (older_than,))

@@ -297,7 +297,8 @@ async def test_ragas_never_sends_analytics(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_importing_and_running_ragas_opens_no_connection(tmp_path: Path) -> None:
-    """In a fresh process (nothing imported or cached yet), a ragas score reaches no host at all."""
+    """In a fresh process (nothing imported or cached yet), a ragas score reaches no host at all and
+    leaves nothing under ``$HOME`` (ragas keeps an analytics user id there when tracking is on)."""
     script = tmp_path / "probe.py"
     script.write_text(
         textwrap.dedent(
@@ -332,10 +333,13 @@ def test_importing_and_running_ragas_opens_no_connection(tmp_path: Path) -> None
             """
         )
     )
-    env = {**os.environ, "AIAPP_HOME": str(tmp_path / "home")}
+    home = tmp_path / "user"
+    home.mkdir()
+    env = {**os.environ, "AIAPP_HOME": str(tmp_path / "aiapp"), "HOME": str(home)}
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"value": 1.0, "attempts": [], "flag": "true"}
+    assert not list(home.rglob("*")), "ragas wrote under $HOME (e.g. its analytics user id)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,16 @@ def test_feedback_on_a_served_answer(setup: dict[str, Any]) -> None:
     ]
     gateway: Gateway = setup["gateway"]
     assert gateway.tracer.flush_exports()
+    from aiapp.evals import export_traces
+
+    out = setup["store"].path + ".eval.jsonl"
+    assert export_traces(setup["store"], "eval", out, dedup=False).rows == 1  # served traffic is data too
+    row = json.loads(Path(out).read_text())
+    assert (row["question"], row["traced_answer"], row["feedback"]["count"]) == (
+        "hi",
+        "Rotate it under Settings.",
+        2,
+    )
     assert [(s.trace_id, s.name, s.value) for s in setup["recorder"].scores] == [
         (trace_id, "user_feedback", -1.0),
         (trace_id, "user_feedback", 0.8),

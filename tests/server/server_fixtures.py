@@ -18,6 +18,7 @@ import uvicorn
 from aiapp.config import Budget, Deployment, Limits, Price, RetrievalSettings, Route, Settings
 from aiapp.gateway import Gateway
 from aiapp.server import ServerSettings, create_app
+from aiapp.server._proto import HTTP_PROTOCOL
 
 
 class Served:
@@ -28,7 +29,14 @@ class Served:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            http=HTTP_PROTOCOL,
+            ws="none",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 
 import typer
 
@@ -43,6 +45,7 @@ def register(app: typer.Typer) -> None:
         from aiapp.gateway import is_loopback
         from aiapp.server import AUTH_ENV
         from aiapp.server._auth import load_key_store
+        from aiapp.server._proto import HTTP_PROTOCOL
 
         if config:
             os.environ["AIAPP_CONFIG"] = str(config)
@@ -68,6 +71,9 @@ def register(app: typer.Typer) -> None:
                 field="--host",
             )
         typer.echo(f"aiapp serve: http://{host}:{port}/v1 ({workers} worker(s))", err=True)
+        # uvicorn finishes in-flight requests and streams on SIGTERM, then raises the signal again
+        # under the handler that was there before it: this no-op makes that clean stop exit 0.
+        signal.signal(signal.SIGTERM, _stopped)
         uvicorn.run(
             "aiapp.server:app_from_env",
             factory=True,
@@ -77,4 +83,10 @@ def register(app: typer.Typer) -> None:
             timeout_graceful_shutdown=graceful_s,
             access_log=False,
             log_level="warning",
+            http=HTTP_PROTOCOL,  # coalesced writes: aiapp.server._proto
+            ws="none",
         )
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM after uvicorn's graceful shutdown: nothing left to do, the command returns."""

@@ -7,13 +7,12 @@ field (``messages[1].role``). Replies are written as bytes with pydantic-core's 
 from __future__ import annotations
 
 import base64
-import json
 import math
 import time
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from aiapp.errors import (
     AiappError,
@@ -168,8 +167,8 @@ class EmbeddingsRequest(_Wire):
 def parse_json(raw: bytes) -> dict[str, Any]:
     """Decode a request body; a 400 for anything but a JSON object."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = from_json(raw)
+    except ValueError as exc:
         raise WireError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(value, dict):
         raise WireError(400, f"request body must be a JSON object, got {type(value).__name__}")
@@ -453,6 +452,14 @@ def wire_error(exc: BaseException) -> WireError:
         return WireError(402, str(exc), type="insufficient_quota", code="budget_exceeded")
     if isinstance(exc, GuardrailError):
         return WireError(400, str(exc), code="content_blocked")
+    if isinstance(exc, ConfigError) and backend_down(exc):
+        return WireError(
+            503,
+            f"a shared store this server needs is unreachable: {exc}",
+            type="service_unavailable",
+            code="redis_unavailable",
+            retry_after=1.0,
+        )
     if isinstance(exc, ConfigError):
         return WireError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, UserError | InputError):
@@ -464,6 +471,16 @@ def wire_error(exc: BaseException) -> WireError:
     if isinstance(exc, AiappError):
         return WireError(500, str(exc), type="server_error")
     return WireError(500, f"internal error: {type(exc).__name__}", type="server_error")
+
+
+def backend_down(exc: ConfigError) -> bool:
+    """Whether ``exc`` reports Redis (keys, limits, budgets, cache) not answering, not a wrong config.
+
+    The stores raise ``ConfigError(field="redis_url")`` from the connection or timeout error that
+    made them give up; a missing ``redis`` package has an ``ImportError`` cause and stays a config error.
+    """
+    cause = exc.__cause__
+    return exc.field == "redis_url" and cause is not None and not isinstance(cause, ImportError)
 
 
 def _provider_error(exc: ProviderError) -> WireError:

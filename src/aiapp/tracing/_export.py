@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -265,6 +266,19 @@ def build_exporters(settings: TracingSettings) -> list[Exporter]:
             f"pip install 'aiapp[{extra}]'",
             field="tracing.export",
         ) from exc
+
+
+def _after_fork_in_child() -> None:
+    """A forked worker starts with no export thread: let the next span start a fresh one."""
+    for pipeline in list(_PIPELINES):
+        pipeline._thread = None
+        pipeline._start_lock = threading.Lock()
+        pipeline._wake = threading.Event()
+        pipeline._idle = threading.Condition()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -262,13 +262,11 @@ class LangfusePrompts:
     """
 
     def __init__(self, *, public_key: str, secret_key: str, host: str, timeout_s: float = 30.0) -> None:
-        import httpx
         from langfuse.api import LangfuseAPI
 
         self.host = host
-        # The SDK's REST client on its own: a ``Langfuse`` client would share the per-key
-        # singleton (and its host) with any exporter in this process, and start threads.
-        self._http = httpx.Client(timeout=timeout_s)
+        # The SDK's REST client on its own (it makes its own HTTP client): a ``Langfuse`` client
+        # would share the per-key singleton (and its host) with any exporter in this process.
         self._api = LangfuseAPI(
             base_url=host,
             username=public_key,
@@ -276,7 +274,6 @@ class LangfusePrompts:
             x_langfuse_sdk_name="python",
             x_langfuse_sdk_version=LANGFUSE_VERSION,
             x_langfuse_public_key=public_key,
-            httpx_client=self._http,
             timeout=timeout_s,
         )
 
@@ -349,5 +346,5 @@ class LangfusePrompts:
         self._api.prompt_version.update(name, version, new_labels=list(labels))
 
     def close(self) -> None:
-        """Close the HTTP connections."""
-        self._http.close()
+        """Drop the client (its connections close with it)."""
+        del self._api

@@ -229,3 +229,15 @@ async def test_a_cancelled_primary_gives_its_shadow_slot_back(tmp_path: Path) ->
     with pytest.raises(asyncio.CancelledError):
         await task
     assert runner.in_flight == 0 and shadow.calls == []
+
+
+async def test_a_shadow_that_cannot_render_is_dropped_quietly(tmp_path: Path) -> None:
+    shadow = Blocking()
+    rollout, _, _ = rollout_over(tmp_path, shadow)
+    v2 = tmp_path / "prompts" / "answer" / "v2.yaml"
+    v2.write_text(v2.read_text().replace("variables:\n", "variables:\n  extra: {type: string}\n"))
+    rollout.registry = PromptRegistry(tmp_path / "prompts")  # v2 now needs a variable v1 does not
+    reply = await rollout.acomplete("answer", {"question": "q"}, key="k", model="primary")
+    assert reply.text == "the primary answer"
+    runner = rollout._shadows["production/answer"]
+    assert runner.in_flight == 0 and shadow.calls == []

@@ -139,7 +139,11 @@ class Rollout:
                 if failed or variables is None:
                     reservation.release()
                 else:
-                    self._launch_shadow(assignment, reservation, variables, route, trace_id, options)
+                    try:
+                        self._launch_shadow(assignment, reservation, variables, route, trace_id, options)
+                    except Exception:
+                        reservation.release()  # e.g. the shadow prompt needs another variable
+                        raise
             entry = assignment.entry
             if entry is not None and entry.canary is not None:
                 with self._lock:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aiapp._files import atomic_write
-from aiapp.errors import InputError
+from aiapp.errors import InputError, UserError
 from aiapp.evals._score import Case, Output, Sample
 from aiapp.gateway import Model
 from aiapp.types import CallOptions, Completion, Hit, Message, ResponseFormat, Usage
@@ -374,6 +374,8 @@ async def _generate(
         report.calls += 1
         try:
             reply = await gateway.acomplete(messages, model=route, options=options)
+        except UserError:
+            raise  # a bad route or config fails every request alike: say so at once
         except Exception as exc:  # a failed call skips one request, counted; never the whole set
             reason = f"route failed: {type(exc).__name__}"
             continue

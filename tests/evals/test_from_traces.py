@@ -357,3 +357,24 @@ def test_preference_pairs_from_a_pairwise_judge_when_nobody_rated(tmp_path: Path
     assert row["metadata"]["method"] == "pairwise judge"
     assert row["metadata"]["chosen_trace_id"] == good and row["metadata"]["rejected_trace_id"] == vague
     assert row["rejected"][0]["content"] == "Contact support." and report.rows == 1
+
+
+def test_a_rollout_shadow_call_is_not_taken_for_the_answer(tmp_path: Path) -> None:
+    store = TraceStore(tmp_path / "t.db")
+    t0 = time.time()
+    user = [{"role": "user", "content": "How do I rotate my API key?"}]
+    shadow = {"shadow_of": {"pair": "p1", "role": "shadow"}}
+    spans = [
+        SpanRecord(span_id="s1", trace_id="t1", kind="llm", name="local", input=user, output="Primary answer.", started_at=t0),
+        SpanRecord(span_id="s2", trace_id="t1", parent_id="s1", kind="llm", name="local", started_at=t0 + 1,
+                   input=[{"role": "user", "content": "v3 prompt"}], output="Shadow answer.", attributes=shadow),
+        SpanRecord(span_id="s3", trace_id="t2", kind="llm", name="local", input=user, output="Shadow only.",
+                   started_at=t0 + 2, attributes=shadow),
+    ]  # fmt: skip
+    for span in spans:
+        store.record(span)
+    out = tmp_path / "sft.jsonl"
+    report = export_traces(store, "sft", out, dedup=False)
+    [row] = _lines(out)
+    assert row["messages"] == [*user, {"role": "assistant", "content": "Primary answer."}]
+    assert report.skipped == {"a rollout shadow call": 1}

@@ -5,8 +5,9 @@ scoring (:mod:`aiapp.evals._online`).
 A trace is one interaction: its question is the app span's input (or the last user message of its
 model call), its answer the app span's output (or the model call's reply), its context the
 retrieval span's hits with their text recovered from the ``[n] source`` blocks of the prompt.
-Traces without content (``tracing.capture: metadata``), failed calls and eval-judge calls are
-skipped with their reason counted.
+Traces without content (``tracing.capture: metadata``), failed calls, eval-judge calls and
+rollout shadow calls are skipped with their reason counted; a shadow call inside a trace is never
+taken for its answer.
 
 Feedback ``+1``/``-1`` counts as 1/0 and a rating in ``[0, 1]`` as itself; a trace's feedback is the
 mean, *positive* above 0.5 and *negative* below.
@@ -267,9 +268,13 @@ def interaction_from_spans(spans: Sequence[SpanRecord]) -> Interaction | str:
     if not spans:
         return "empty trace"
     root = next((s for s in spans if s.parent_id is None), spans[0])
-    llms = [s for s in spans if s.kind == "llm"]
-    if llms and all(s.attributes.get("purpose") == _JUDGE_PURPOSE for s in llms):
+    calls = [s for s in spans if s.kind == "llm"]
+    if calls and all(s.attributes.get("purpose") == _JUDGE_PURPOSE for s in calls):
         return "an eval judge's call"
+    # A rollout's shadow calls (another prompt version, run after the answer) are not the answer.
+    llms = [s for s in calls if "shadow_of" not in s.attributes]
+    if calls and not llms:
+        return "a rollout shadow call"
     answered = [s for s in llms if s.status == "ok" and isinstance(s.output, str)]
     call = answered[-1] if answered else None
     if root.status != "ok" or (call is None and not isinstance(root.output, str)):

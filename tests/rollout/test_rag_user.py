@@ -60,3 +60,17 @@ def test_ask_without_a_user_serves_the_heaviest_arm_and_no_rollout(tmp_path: Pat
     gw = Gateway(Settings(prompts={"dir": prompts}), models={"main": main})
     app = RAGApp(gateway=gw, retriever=Retriever(), prompt="answer", model="main")
     assert app.ask("q?").prompt == "answer@v1" and app._rollout is None
+
+
+def test_a_weighted_route_is_sticky_by_the_apps_user(tmp_path: Path) -> None:
+    from aiapp.gateway import RouteDeployment, RouteModel
+
+    a, b = FakeModel(name="a", default="from a [1]"), FakeModel(name="b", default="from b [1]")
+    route = RouteModel(
+        "split", [RouteDeployment("a", a, 50), RouteDeployment("b", b, 50)], strategy="weighted"
+    )
+    gw = Gateway(Settings(tracing={"enabled": False}), models={"split": route})
+    app = RAGApp(gateway=gw, retriever=Retriever(), model="split")
+    answers = {u: {app.ask("q?", user=u).model for _ in range(4)} for u in (f"user{i}" for i in range(12))}
+    assert all(len(models) == 1 for models in answers.values())
+    assert {next(iter(m)) for m in answers.values()} == {"a", "b"}

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aiapp._rollout_config import key_hash
 from aiapp.apps._answer import Answer, AnswerStream, Citation, cited_numbers, render_context
 from aiapp.errors import InputError
 from aiapp.gateway import Document, sync_method, with_documents
@@ -307,11 +308,13 @@ class RAGApp:
     def _begin(
         self, assignment: Assignment | None, user: str | None, span: SpanRecord
     ) -> tuple[dict[str, Any], Reservation | None]:
+        # A weighted route is sticky by the same user (hashed: traces keep no raw user id).
+        sticky = {"rollout_key": key_hash(user)} if user is not None else {}
         if assignment is None or self._rollout is None:
-            return {}, None
+            return sticky, None
         attributes, reservation = self._rollout.begin(assignment, user)
         span.attributes.update(attributes)
-        return attributes, reservation
+        return {**sticky, **attributes}, reservation
 
     def _end(
         self,

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aiapp._rollout_config import key_hash
 from aiapp.gateway import sync_method
 from aiapp.prompts import Assignment, LabelEntry, Prompt, PromptRegistry
 from aiapp.rollout._canary import ArmMetrics, Regression, arm_metrics, find_regression, window_start
@@ -185,6 +186,8 @@ class Rollout:
         route = model or prompt.model or self.gateway.settings.default_route
         attributes, reservation = self.begin(assignment, key)
         call_metadata = {**(metadata or {}), **attributes}
+        if key is not None:  # a weighted route under this call is sticky by the same (hashed) key
+            call_metadata.setdefault("rollout_key", key_hash(key))
         # One trace per request: this span (the variables, so arms can be paired on the same
         # input), the primary's llm span and the shadow's, both nested under it.
         with self.gateway.tracer.span(

@@ -14,6 +14,10 @@ with ``"target"``, then one ``"kind": "goal"`` line per goal of issue 15 and a `
 * ``rss_mb_per_worker``: the server's VmRSS (process and children, from ``/proc``) after the run,
   divided by the workers (goal <= 150 MB).
 
+The summary also gives each target's CPU per request (``cpu_ms_per_req_c1``, ``cpu_ms_per_stream``,
+from ``/proc`` around each load run, warm-up included): on a box shared with other work the
+latency deltas swing with the load, while the server's own CPU per request stays comparable.
+
 LiteLLM runs from its own venv (default ``/tmp/aiapp-litellm-venv``, created with
 ``pip install aiohttp httpx uvloop 'litellm[proxy]'`` when missing; ``--no-install`` refuses
 instead). When the proxy cannot be installed or started, or with ``--skip-litellm``, the ratios use
@@ -128,6 +132,7 @@ def figures(lines: list[dict[str, Any]], workers: int) -> dict[str, Any]:
     plain_c1 = [d for d in lines if d.get("kind") == "delta" and not d["stream"] and d["concurrency"] == 1]
     plain_c50 = [d for d in lines if d.get("kind") == "delta" and not d["stream"] and d["concurrency"] == 50]
     streams = [d for d in lines if d.get("kind") == "delta" and d["stream"]]
+    own = [d for d in lines if d.get("kind") == "config" and d.get("server") != "stub"]
     end = next((d for d in lines if d.get("kind") == "end"), {})
     meta = next((d for d in lines if d.get("kind") == "meta"), {})
 
@@ -142,6 +147,9 @@ def figures(lines: list[dict[str, Any]], workers: int) -> dict[str, Any]:
         "stub_rps_c50": mean([d["rps_stub"] for d in plain_c50]),
         "stream_ttfb_added_p50_ms": mean([d["added_ttfb_ms"]["p50"] for d in streams]),
         "stream_total_added_p50_ms": mean([d["added_latency_ms"]["p50"] for d in streams]),
+        "cpu_ms_per_req_c1": mean(_cpu(own, stream=False, concurrency=1)),
+        "cpu_ms_per_req_c50": mean(_cpu(own, stream=False, concurrency=50)),
+        "cpu_ms_per_stream": mean(_cpu(own, stream=True)),
         "rss_mb_final": rss,
         "rss_mb_per_worker": None if rss is None else round(rss / workers, 1),
         "rss_mb_idle": meta.get("target_rss_mb_idle"),
@@ -149,6 +157,16 @@ def figures(lines: list[dict[str, Any]], workers: int) -> dict[str, Any]:
         "workers": workers,
         "versions": meta.get("versions"),
     }
+
+
+def _cpu(lines: list[dict[str, Any]], *, stream: bool, concurrency: int | None = None) -> list[float]:
+    return [
+        d["server_cpu_ms_per_req"]
+        for d in lines
+        if "server_cpu_ms_per_req" in d
+        and bool(d.get("stream")) == stream
+        and (concurrency is None or d.get("concurrency") == concurrency)
+    ]
 
 
 def local_versions() -> dict[str, str | None]:

@@ -205,3 +205,25 @@ def test_cli_create_list_revoke(tmp_path: Path, aiapp_home: Path) -> None:
     assert json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)[0]["status"] == "revoked"
     bad = runner.invoke(app, ["keys", "create", "--name", "x", "--routes", "nope"])
     assert bad.exit_code != 0
+
+
+async def test_redis_records_are_cached_until_the_generation_moves(flushed: str, tmp_path: Path) -> None:
+    import redis
+
+    from aiapp.server._keys import GENERATION, REDIS_PREFIX
+
+    store = KeyStore(tmp_path, redis_url=flushed, clock=ManualClock())
+    record, raw = store.create_key("cached", rpm=5)
+    assert (await store.authenticate(bearer(raw))).rpm == 5
+    direct = redis.Redis.from_url(flushed)
+    direct.hset(REDIS_PREFIX + "key:" + record.id, "rpm", "7")  # not through revoke: no new generation
+    assert (await store.authenticate(bearer(raw))).rpm == 5  # served from memory: one GET, no HGETALL
+    with pytest.raises(AuthFailure, match="no such key"):
+        await store.authenticate(bearer(raw[:-4] + "AAAA"))  # the secret is still checked
+    direct.incr(GENERATION)
+    assert (await store.authenticate(bearer(raw))).rpm == 7  # re-read once the generation moved
+    store.revoke("cached")
+    with pytest.raises(AuthFailure, match="revoked"):
+        await store.authenticate(bearer(raw))
+    direct.close()
+    await store.aclose()

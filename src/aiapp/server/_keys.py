@@ -8,9 +8,11 @@ bits, not a password a person chose, so there is nothing for a slow hash to prot
 
 Storage is SQLite at ``$AIAPP_HOME/keys.db`` (WAL, each write one transaction, file mode 0600), or
 Redis when ``redis_url`` is set, so every ``aiapp serve`` process and replica sees the same keys.
-Revoking a key takes effect on the next request everywhere: Redis is read through on every
-request; the SQLite store caches records only until ``PRAGMA data_version`` says another
-connection wrote.
+Revoking a key takes effect on the next request everywhere. Both stores keep verified records in
+memory and check, on every request, one cheap counter that every revocation moves: SQLite's
+``PRAGMA data_version`` (another connection wrote), Redis's ``aiapp:keys:v1:generation`` (one
+``GET``, against an ``HGETALL`` and a record to decode; bumped by ``revoke`` in the same
+transaction as the revocation). A Redis record is also re-read after :data:`CACHE_TTL_S`.
 
 Limits per key (``rpm``, ``tpm``) are a sliding minute, in process for SQLite, in Redis (one
 atomic Lua script) when configured, so several processes share them. Budgets per key are not
@@ -24,11 +26,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
-import os
 import re
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from aiapp.errors import ConfigError, InputError, LimitExceededError
 from aiapp.gateway._clock import Clock, SystemClock
 from aiapp.gateway._ratelimit import WINDOW_S, RateLimiter, Ticket
 from aiapp.gateway._redis import async_client, redis_errors, safe_url, sync_client
+from aiapp.server._keydb import KeyRecord, SQLiteKeys, from_redis, redis_fields
 
 if TYPE_CHECKING:
     from aiapp.config import Settings
@@ -48,76 +48,9 @@ REDIS_PREFIX = "aiapp:keys:v1:"
 _ID_LEN = 12
 _KEY_RE = re.compile(rf"{KEY_PREFIX}([0-9a-f]{{{_ID_LEN}}})_([A-Za-z0-9_-]{{20,128}})")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL,
-    routes TEXT,
-    budget_usd REAL,
-    rpm INTEGER,
-    tpm INTEGER,
-    expires_at REAL,
-    created_at REAL NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS keys_by_name ON keys (name);
-"""
-_COLUMNS = "id, name, routes, budget_usd, rpm, tpm, expires_at, created_at, revoked, secret_sha256"
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """A virtual key as stored (never its secret).
-
-    Attributes:
-        id: Public id, also the first part of the raw key.
-        name: Who it is for (``team-a``).
-        routes: Routes it may call; ``None`` means all.
-        budget_usd: Its total budget; ``None`` means no budget of its own.
-        rpm: Requests per minute; ``None`` means unlimited.
-        tpm: Tokens per minute; ``None`` means unlimited.
-        expires_at: Epoch seconds after which it is refused; ``None`` means never.
-        created_at: Epoch seconds.
-        revoked: Refused from now on.
-    """
-
-    id: str
-    name: str
-    routes: tuple[str, ...] | None
-    budget_usd: float | None
-    rpm: int | None
-    tpm: int | None
-    expires_at: float | None
-    created_at: float
-    revoked: bool
-
-    @property
-    def budget_key(self) -> str:
-        """The key's name in the budget ledger (its id: a re-created name starts afresh)."""
-        return self.id
-
-    @property
-    def budget_metadata(self) -> dict[str, Any]:
-        """What the server passes as a gateway call's ``metadata`` so the budget layer charges this key."""
-        if self.budget_usd is None:
-            return {"budget_key": self.budget_key}
-        return {"budget_key": self.budget_key, "budget_usd": self.budget_usd, "budget_window": "total"}
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (no secret: the store has none to give)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "routes": list(self.routes) if self.routes is not None else None,
-            "budget_usd": self.budget_usd,
-            "rpm": self.rpm,
-            "tpm": self.tpm,
-            "expires_at": self.expires_at,
-            "created_at": self.created_at,
-            "revoked": self.revoked,
-        }
+GENERATION = REDIS_PREFIX + "generation"
+#: Longest a verified Redis record is reused, even while the generation stays the same.
+CACHE_TTL_S = 30.0
 
 
 class AuthFailure(Exception):
@@ -173,150 +106,6 @@ def _hash(secret: str) -> str:
 
 def _refused(message: str) -> AuthFailure:
     return AuthFailure(401, message, "invalid_api_key")
-
-
-class _SQLiteKeys:
-    """Keys in ``keys.db``; records are cached until another connection writes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._cache: dict[str, tuple[KeyRecord, str] | None] = {}
-        self._version = -1
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fresh = not self.path.exists()
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                if fresh:
-                    os.chmod(self.path, 0o600)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(_SCHEMA)
-            except (OSError, sqlite3.Error) as exc:
-                raise ConfigError(f"cannot open the key store: {exc}", path=str(self.path)) from exc
-            self._conn = conn
-        return self._conn
-
-    def lookup(self, key_id: str) -> tuple[KeyRecord, str] | None:
-        with self._lock:
-            db = self._db()
-            version = int(db.execute("PRAGMA data_version").fetchone()[0])
-            if version != self._version:
-                self._cache.clear()
-                self._version = version
-            if key_id not in self._cache:
-                row = db.execute(f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[key_id] = (_from_row(row), row[9]) if row else None
-            return self._cache[key_id]
-
-    def insert(self, record: KeyRecord, secret_sha256: str) -> None:
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                clash = db.execute(
-                    "SELECT 1 FROM keys WHERE name = ? AND revoked = 0 AND (expires_at IS NULL OR expires_at > ?)",
-                    (record.name, record.created_at),
-                ).fetchone()
-                if clash:
-                    raise InputError(
-                        f"a live key named {record.name!r} exists; revoke it first or pick another name"
-                    )
-                db.execute(
-                    f"INSERT INTO keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _to_row(record, secret_sha256),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            self._cache.pop(record.id, None)
-
-    def all(self) -> list[KeyRecord]:
-        with self._lock:
-            rows = self._db().execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created_at").fetchall()
-        return [_from_row(row) for row in rows]
-
-    def revoke(self, ids: list[str]) -> None:
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("UPDATE keys SET revoked = 1 WHERE id = ?", [(i,) for i in ids])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            self._cache.clear()
-
-    def ping(self) -> bool:
-        try:
-            with self._lock:
-                self._db().execute("SELECT 1").fetchone()
-            return True
-        except (ConfigError, sqlite3.Error):
-            return False
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            self._cache.clear()
-
-
-def _to_row(record: KeyRecord, secret_sha256: str) -> tuple[Any, ...]:
-    routes = json.dumps(list(record.routes)) if record.routes is not None else None
-    return (
-        record.id,
-        record.name,
-        routes,
-        record.budget_usd,
-        record.rpm,
-        record.tpm,
-        record.expires_at,
-        record.created_at,
-        int(record.revoked),
-        secret_sha256,
-    )
-
-
-def _from_row(row: tuple[Any, ...] | list[Any]) -> KeyRecord:
-    routes = json.loads(row[2]) if row[2] else None
-    return KeyRecord(
-        id=str(row[0]),
-        name=str(row[1]),
-        routes=tuple(routes) if routes is not None else None,
-        budget_usd=None if row[3] is None else float(row[3]),
-        rpm=None if row[4] is None else int(row[4]),
-        tpm=None if row[5] is None else int(row[5]),
-        expires_at=None if row[6] is None else float(row[6]),
-        created_at=float(row[7]),
-        revoked=bool(int(row[8])),
-    )
-
-
-def _redis_fields(record: KeyRecord, secret_sha256: str) -> dict[str, str]:
-    row = _to_row(record, secret_sha256)
-    names = [c.strip() for c in _COLUMNS.split(",")]
-    return {name: "" if value is None else str(value) for name, value in zip(names, row, strict=True)}
-
-
-def _from_redis(fields: dict[Any, Any]) -> tuple[KeyRecord, str]:
-    text = {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in fields.items()
-    }
-    names = [c.strip() for c in _COLUMNS.split(",")]
-    row = [text.get(name) or None for name in names]
-    row[8] = row[8] or "0"
-    return _from_row(row), str(row[9])
 
 
 # Sliding-minute rpm/tpm per key, shared by every process. KEYS: entries zset (id -> admitted_at),
@@ -380,11 +169,13 @@ class KeyStore:
         self.home = Path(home)
         self.redis_url = redis_url
         self.clock: Clock = clock or SystemClock()
-        self._sqlite = None if redis_url else _SQLiteKeys(self.home / "keys.db")
+        self._sqlite = None if redis_url else SQLiteKeys(self.home / "keys.db")
         self._limiters: dict[str, RateLimiter] = {}
         self._limiters_lock = threading.Lock()
         self._sync: Any = None
         self._async: tuple[asyncio.AbstractEventLoop, Any, dict[str, Any]] | None = None
+        # Redis records by id: (record and secret hash, the generation read with it, reuse until)
+        self._verified: dict[str, tuple[tuple[KeyRecord, str], Any, float]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> KeyStore:
@@ -454,7 +245,7 @@ class KeyStore:
         for key_id in ids:
             fields = self._redis_call(client.hgetall, REDIS_PREFIX + "key:" + key_id)
             if fields:
-                records.append(_from_redis(fields)[0])
+                records.append(from_redis(fields)[0])
         return sorted(records, key=lambda r: r.created_at)
 
     def revoke(self, name_or_id: str) -> list[KeyRecord]:
@@ -472,9 +263,11 @@ class KeyStore:
         if self._sqlite is not None:
             self._sqlite.revoke(ids)
         else:
-            client = self._sync_client()
+            pipe = self._sync_client().pipeline(transaction=True)
             for key_id in ids:
-                self._redis_call(client.hset, REDIS_PREFIX + "key:" + key_id, "revoked", "1")
+                pipe.hset(REDIS_PREFIX + "key:" + key_id, "revoked", "1")
+            pipe.incr(GENERATION)  # every process's cached records are stale from now on
+            self._redis_call(pipe.execute)
         return [KeyRecord(**{**r.__dict__, "revoked": True}) for r in matches]
 
     # -- requests (the server) -------------------------------------------------------------------
@@ -649,7 +442,7 @@ class KeyStore:
             raise InputError(f"a live key named {record.name!r} exists; revoke it first or pick another name")
         client = self._sync_client()
         pipe = client.pipeline(transaction=True)
-        pipe.hset(REDIS_PREFIX + "key:" + record.id, mapping=_redis_fields(record, secret_sha256))
+        pipe.hset(REDIS_PREFIX + "key:" + record.id, mapping=redis_fields(record, secret_sha256))
         pipe.sadd(REDIS_PREFIX + "index", record.id)
         self._redis_call(pipe.execute)
 
@@ -662,10 +455,21 @@ class KeyStore:
     async def _redis_lookup(self, key_id: str) -> tuple[KeyRecord, str] | None:
         client, _ = self._async_client()
         try:
+            generation = await client.get(GENERATION)
+            cached = self._verified.get(key_id)
+            now = self.clock.monotonic()
+            if cached is not None and cached[1] == generation and now < cached[2]:
+                return cached[0]
             fields = await client.hgetall(REDIS_PREFIX + "key:" + key_id)
         except redis_errors() as exc:
             raise self._unreachable(exc) from exc
-        return _from_redis(fields) if fields else None
+        if not fields:
+            return None
+        found = from_redis(fields)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[key_id] = (found, generation, now + CACHE_TTL_S)
+        return found
 
     async def _redis_script(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
         client, scripts = self._async_client()
@@ -675,3 +479,16 @@ class KeyStore:
             return await scripts[name](keys=keys, args=args)
         except redis_errors() as exc:
             raise self._unreachable(exc) from exc
+
+
+__all__ = [
+    "CACHE_TTL_S",
+    "GENERATION",
+    "KEY_PREFIX",
+    "REDIS_PREFIX",
+    "Admission",
+    "AuthFailure",
+    "KeyRecord",
+    "KeyStore",
+    "parse_duration",
+]

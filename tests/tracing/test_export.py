@@ -177,3 +177,20 @@ def test_a_forked_worker_exports_from_its_own_thread() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert [s.name for s in sink.spans] == ["parent"]
+
+
+def test_shutdown_leaves_a_stuck_exporter_behind_rather_than_hang(caplog: pytest.LogCaptureFixture) -> None:
+    released = threading.Event()
+
+    class Stuck(Collecting):
+        def shutdown(self) -> None:
+            released.wait(60)  # an SDK flushing to a backend that never answers
+
+    sink = Stuck()
+    pipeline = ExportPipeline([sink], interval_s=0.01)
+    pipeline.submit(SpanRecord(span_id="a", trace_id="a", kind="app", name="x"))
+    with caplog.at_level(logging.WARNING, logger="aiapp.tracing"):
+        pipeline.shutdown(timeout_s=0.2)
+    assert not released.is_set() and "did not shut down" in caplog.text  # returned while it still hangs
+    assert len(sink.spans) == 1
+    released.set()

@@ -158,20 +158,32 @@ class ExportPipeline:
             return self._idle.wait_for(lambda: self._flushed >= target, timeout=timeout_s)
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Flush, stop the thread and shut the exporters down (idempotent)."""
+        """Flush, stop the thread and shut the exporters down, within ``timeout_s`` in all (idempotent)."""
         if self._closed:
             return
+        deadline = time.monotonic() + timeout_s
         self.flush(timeout_s)
         self._closed = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
-        for exporter in self.exporters:
-            try:
-                exporter.shutdown()
-            except Exception:
-                log.exception("trace exporter %s failed to shut down", getattr(exporter, "name", exporter))
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+        def close_all() -> None:
+            for exporter in self.exporters:
+                try:
+                    exporter.shutdown()
+                except Exception:
+                    log.exception(
+                        "trace exporter %s failed to shut down", getattr(exporter, "name", exporter)
+                    )
+
+        # An exporter's own flush can wait on an unreachable backend: never hold the caller longer.
+        closer = threading.Thread(target=close_all, name="aiapp-trace-export-close", daemon=True)
+        closer.start()
+        closer.join(max(0.1, deadline - time.monotonic()))
+        if closer.is_alive():
+            log.warning("trace exporters did not shut down within %.0f s; leaving them behind", timeout_s)
         if self.dropped:
             log.warning("trace export dropped %d item(s) in all (the queue was full)", self.dropped)
 

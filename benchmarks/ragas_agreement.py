@@ -229,16 +229,20 @@ class CountingModel(Model):
         self.calls = 0
         self.tokens = 0
         self.cost_usd = 0.0
+        self.unpriced = 0
 
     async def acomplete(self, messages: Sequence[Message], options: CallOptions | None = None) -> Completion:
         self.calls += 1
         completion = await self.inner.acomplete(messages, options)
         self.tokens += completion.usage.total_tokens
-        self.cost_usd += completion.usage.cost_usd or 0.0
+        if completion.usage.cost_usd is None:
+            self.unpriced += 1  # unknown price: the cost is reported as unknown, never as 0
+        else:
+            self.cost_usd += completion.usage.cost_usd
         return completion
 
     def reset(self) -> None:
-        self.calls, self.tokens, self.cost_usd = 0, 0, 0.0
+        self.calls, self.tokens, self.cost_usd, self.unpriced = 0, 0, 0.0, 0
 
 
 # -- running and comparing --------------------------------------------------------------------------
@@ -304,7 +308,7 @@ async def run_engine(
     start = time.perf_counter()
     scores = [await scorer.ascore(c.sample) for c in cases]
     cost = {"s": time.perf_counter() - start, "calls": counter.calls, "tokens": counter.tokens}
-    return scores, {**cost, "cost_usd": counter.cost_usd}
+    return scores, {**cost, "cost_usd": None if counter.unpriced else counter.cost_usd}
 
 
 def compare(
@@ -338,7 +342,7 @@ async def bench(
     """Both engines, every metric, on ``cases``; prints one line per metric and returns the totals."""
     embedder = build_embedder(DEFAULT_EMBEDDER)
     embedder.embed(["warm up"])  # the local model's load is not a metric's cost
-    totals: dict[str, float] = {
+    totals: dict[str, float | None] = {
         f"{engine}_{key}": 0.0 if key in ("s", "cost_usd") else 0
         for engine in ("ragas", "native")
         for key in COST_KEYS
@@ -361,7 +365,7 @@ async def bench(
             for key in COST_KEYS
         }
         for key, value in cost.items():
-            totals[key] += value
+            totals[key] = None if value is None or totals[key] is None else totals[key] + value
         emit(
             {
                 **compare(metric, judge, cases, values(r_scores), values(n_scores)),
@@ -423,10 +427,12 @@ async def main() -> None:
         summary["llm"] = await bench("llm", gateway, llm_counter, cases[: args.llm_cases], args.strictness)
     for side in ("stub", "llm"):
         if side in summary:
-            t = {k: round(v, 4) for k, v in summary[side].items()}
+            t = {k: None if v is None else round(v, 4) for k, v in summary[side].items()}
             for key in ("s", "calls", "tokens"):
-                ref = t[f"native_{key}"]  # native is the reference, measured in the same run
-                t[f"{key}_ratio_ragas_over_native"] = round(t[f"ragas_{key}"] / ref, 2) if ref else None
+                ref, value = t[f"native_{key}"], t[f"ragas_{key}"]  # native: the reference, same run
+                t[f"{key}_ratio_ragas_over_native"] = (
+                    round(value / ref, 2) if ref and value is not None else None
+                )
             summary[side] = t
     emit(summary)
 

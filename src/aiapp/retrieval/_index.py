@@ -170,7 +170,7 @@ class Index:
             corpus=corpus,
             directory=self.directory,
             store=self.store,
-            embedder=self.embedder,
+            embedder=self.embedder.for_ingest(),  # the local MiniLM ingests at int8, under its own name
             make_chunker=self._chunker,
             chunk_tokens=self.config.chunk_tokens,
             chunk_overlap=self.config.chunk_overlap,
@@ -267,10 +267,11 @@ class Index:
             raise InputError(f"index {self.name!r} is empty: run `aiapp index {self.name}` first")
         if self._shard is None or version != self._shard_version or self._manifest is None:
             manifest = self.directory.read(version)
-            if manifest.embedder != self.embedder.name:
+            if not self.embedder.searches(manifest.embedder):
                 raise ConfigError(
-                    f"index {self.name!r} was built with {manifest.embedder} but the configured embedder is "
-                    f"{self.embedder.name}: re-run `aiapp index {self.name}`",
+                    f"index {self.name!r} was built with {manifest.embedder}, which the configured embedder "
+                    f"{self.embedder.name} cannot search: re-run `aiapp index {self.name}` (or configure "
+                    f"retrieval.embedder as it was)",
                     field="retrieval.embedder",
                 )
             self._release()

@@ -52,9 +52,12 @@ class Manifest(BaseModel):
         store: The backend (``edge`` or ``qdrant``).
         store_version: The store's name for this version (shard folder or collection suffix).
         parent: The version this one was built from (kept on disk for readers still using it).
-        embedder: The embedding model (``provider/name``) and ``dim`` its vector size.
+        embedder: The embedder that embedded the documents (its ``name``, e.g.
+            ``local/all-MiniLM-L6-v2+int8`` for the ONNX runtime's int8 ingest) and ``dim`` its
+            vector size. A search refuses an index whose embedder its own does not declare it can
+            search (``Embedder.searches``); an ingest with another embedder re-embeds everything.
         embedder_runtime: What ran the local model (``onnx`` or ``torch``): for the record only,
-            since both give the same vectors (a search may use the other one).
+            since float32 vectors are the same from both (a search may use the other one).
         chunking: Chunk size, overlap (model tokens) and chunker version.
         sparse: The BM25 model and its parameters.
         documents: Per document (by source path): content hash and chunk ids.

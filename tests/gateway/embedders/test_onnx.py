@@ -30,6 +30,7 @@ TEXTS = [
     "Ünïcödé, emoji 🚀 and 中文 characters",
     '```bash\ncurl http://localhost:11434/api/generate -d \'{"model": "llama3"}\'\n```',
     "The quick brown fox jumps over the lazy dog. " * 60,  # ~600 tokens: truncated at 256
+    "a literal [PAD] is a token (id 0) that the attention mask keeps, as sentence-transformers does",
 ]
 
 
@@ -38,6 +39,7 @@ def graph_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The graph, built once for the whole session."""
     cache = tmp_path_factory.mktemp("onnx-models")
     ensure_graph(MODEL_DIR, cache)
+    ensure_graph(MODEL_DIR, cache, precision="int8")
     return cache
 
 
@@ -109,6 +111,61 @@ def test_a_truncated_or_garbled_graph_is_rebuilt(
     assert vectors.shape == (1, 384)
 
 
+def test_batches_by_token_length_give_the_same_vectors_in_the_callers_order(graph_dir: Path) -> None:
+    wide = OnnxEmbedder(cache_dir=graph_dir, batch_size=64).embed(TEXTS)
+    narrow = OnnxEmbedder(cache_dir=graph_dir, batch_size=2).embed(TEXTS)  # four batches, each padded alone
+    assert np.allclose(wide, narrow, atol=1e-5)
+
+
+def test_int8_ingest_embedder_is_close_and_named_apart(onnx_minilm: OnnxEmbedder, graph_dir: Path) -> None:
+    ingest = onnx_minilm.for_ingest()
+    assert (
+        isinstance(ingest, OnnxEmbedder) and ingest.precision == "int8" and ingest is onnx_minilm.for_ingest()
+    )
+    assert ingest.name == "local/all-MiniLM-L6-v2+int8" and onnx_minilm.name == "local/all-MiniLM-L6-v2"
+    assert graph_path(MODEL_DIR, graph_dir, "int8").name.endswith(f"-int8q{onnx_embedder.QUANT_VERSION}.onnx")
+    exact, quantized = onnx_minilm.embed(TEXTS), ingest.embed(TEXTS)
+    assert quantized.shape == exact.shape and np.allclose(np.linalg.norm(quantized, axis=1), 1.0, atol=1e-5)
+    cosines = (exact * quantized).sum(axis=1)
+    assert cosines.min() >= 0.95 and cosines.mean() >= 0.98, cosines
+    # A float32 query scores int8 documents as it scores float32 ones, to within 0.03.
+    question = onnx_minilm.embed([TEXTS[0]], kind="query")[0]
+    assert np.abs(quantized @ question - exact @ question).max() <= 0.03
+    # Both precisions (and the torch runtime) search documents of either; nothing else does.
+    for embedder in (onnx_minilm, ingest, build_embedder(runtime="torch")):
+        assert embedder.searches("local/all-MiniLM-L6-v2") and embedder.searches(
+            "local/all-MiniLM-L6-v2+int8"
+        )
+        assert not embedder.searches("openai/text-embedding-3-small")
+    fp32_only = OnnxEmbedder(cache_dir=graph_dir, ingest_precision="fp32")
+    assert fp32_only.for_ingest() is fp32_only
+    assert build_embedder(precision="int8").name == ingest.name
+
+
+def test_a_damaged_int8_graph_is_rebuilt(graph_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "models"
+    shutil.copytree(graph_dir, cache)
+    path = graph_path(MODEL_DIR, cache, "int8")
+    data = path.with_name(path.name + ".data")
+    good = data.stat().st_size
+    with data.open("r+b") as handle:
+        handle.truncate(good // 3)
+    assert ensure_graph(MODEL_DIR, cache, precision="int8") == path and data.stat().st_size == good
+
+
+def test_unknown_precision_is_a_config_error(graph_dir: Path) -> None:
+    from aiapp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision"):
+        OnnxEmbedder(cache_dir=graph_dir, precision="int4")  # type: ignore[arg-type]
+
+
+def test_threads_default_to_physical_cores() -> None:
+    cores = onnx_embedder.physical_cores()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    assert OnnxEmbedder().threads == min(cores, 8)
+
+
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     probe = (
         "import atexit, sys\n"
@@ -144,7 +201,7 @@ def test_search_ask_and_complete_never_import_torch(graph_dir: Path, tmp_path: P
         assert result.returncode == 0, result.stdout + result.stderr
         assert "HEAVY=\n" in result.stderr or result.stderr.rstrip().endswith("HEAVY="), (args, result.stderr)
     manifest = json.loads(next((home / "indexes" / "ollama" / "manifests").glob("*.json")).read_text())
-    assert manifest["embedder"] == "local/all-MiniLM-L6-v2" and manifest["embedder_runtime"] == "onnx"
+    assert manifest["embedder"] == "local/all-MiniLM-L6-v2+int8" and manifest["embedder_runtime"] == "onnx"
 
 
 def test_import_aiapp_imports_no_runtime() -> None:

@@ -53,6 +53,8 @@ class _Lookup:
     scope: str | None = None
     text: str | None = None
     vector: Vector | None = None
+    semantic: bool = False  # an exact miss that the semantic index should be asked about
+    done: bool = False  # bypassed, recording, or an exact hit: nothing more to look up
 
 
 _FREE = Usage(cost_usd=0.0)  # frozen, so one instance serves every hit
@@ -110,35 +112,50 @@ class CachedModel(Model):
         log.warning("cache %s failed (%r): %s", action, self.store, exc)
 
     def _lookup(self, messages: Sequence[Message], options: CallOptions | None) -> _Lookup:
+        found = self._exact(messages, options)
+        if found.semantic:
+            self._by_meaning(found)
+        return self._settle(found, messages)
+
+    def _exact(self, messages: Sequence[Message], options: CallOptions | None) -> _Lookup:
+        """The exact lookup; on a miss, what the semantic lookup needs (``found.semantic``)."""
         context = current_call()
         switch = context.metadata.get("cache", True) if context is not None else True
         if switch is False or switch == "off":
             annotate(cache="bypass")
-            return _Lookup()
+            return _Lookup(done=True)
         key = request_key(self.identity, messages, options, context)
         annotate(cache_key=key[:12])
         if self.mode == "record" or switch == "refresh":
             annotate(cache="record" if self.mode == "record" else "refresh")
-            return _Lookup(key)
+            return _Lookup(key, done=True)
         raw = self._read(key)
         if raw is not None:
             annotate(cache="hit")
-            return _Lookup(key, hit=self._hit(raw))
+            return _Lookup(key, hit=self._hit(raw), done=True)
         found = _Lookup(key)
         if self.semantic is not None:
             found.scope = semantic_scope(self.identity, messages, options, context)
             found.text = last_user_text(messages)
-            if found.scope is not None and found.text is not None:
-                found.vector = self._embed(found.text)
-                match = self.semantic.lookup(found.scope, found.text, found.vector)
-                raw = self._read(match.key) if match is not None else None
-                if match is not None and raw is not None:
-                    annotate(cache="semantic_hit", cache_similarity=round(match.similarity, 4))
-                    found.hit = self._hit(raw)
-                    return found
+            found.semantic = found.scope is not None and found.text is not None
+        return found
+
+    def _by_meaning(self, found: _Lookup) -> None:
+        """Embed the last user message and look for an earlier request that says the same."""
+        assert self.semantic is not None and found.scope is not None and found.text is not None
+        found.vector = self._embed(found.text)
+        match = self.semantic.lookup(found.scope, found.text, found.vector)
+        raw = self._read(match.key) if match is not None else None
+        if match is not None and raw is not None:
+            annotate(cache="semantic_hit", cache_similarity=round(match.similarity, 4))
+            found.hit = self._hit(raw)
+
+    def _settle(self, found: _Lookup, messages: Sequence[Message]) -> _Lookup:
+        if found.done or found.hit is not None:
+            return found
         if self.mode == "replay":
             raise ReplayMissError(
-                route=self.route, key=key[:12], preview=preview(last_user_text_any(messages))
+                route=self.route, key=str(found.key)[:12], preview=preview(last_user_text_any(messages))
             )
         annotate(cache="miss")
         return found
@@ -171,15 +188,16 @@ class CachedModel(Model):
 
     # -- the Model interface ----------------------------------------------------------------------
 
-    def _reads_block(self) -> bool:
-        # SQLite in WAL mode never makes a reader wait, so exact lookups stay on the loop; a
-        # network store (Redis) or an embedding for the semantic cache goes to a worker thread.
-        return self.semantic is not None or getattr(self.store, "blocking_reads", False)
-
     async def _alookup(self, messages: Sequence[Message], options: CallOptions | None) -> _Lookup:
-        if self._reads_block():
+        # SQLite in WAL mode never makes a reader wait, so exact lookups stay on the loop and an
+        # exact hit costs no thread hop; a network store (Redis) is read from a worker thread, and
+        # so is the semantic lookup (one embedding, a few milliseconds: not on the loop).
+        if getattr(self.store, "blocking_reads", False):
             return await asyncio.to_thread(self._lookup, messages, options)
-        return self._lookup(messages, options)
+        found = self._exact(messages, options)
+        if found.semantic:
+            await asyncio.to_thread(self._by_meaning, found)
+        return self._settle(found, messages)
 
     async def _awrite(self, found: _Lookup, completion: Completion) -> None:
         # A write may wait on another process's lock (or the network): never on the loop.

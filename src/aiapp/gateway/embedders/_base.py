@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
 TextKind = Literal["document", "query"]
+#: Numeric precision of a local model: ``fp32`` or ``int8`` (dynamically quantized weights).
+Precision = Literal["fp32", "int8"]
 
 
 class Embedder:
@@ -42,6 +44,19 @@ class Embedder:
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's own tokenizer (approximate by default)."""
         return max(1, len(text) // 4)
+
+    def for_ingest(self) -> Embedder:
+        """The embedder that embeds documents at ingest (default: this one).
+
+        An index records the returned embedder's :attr:`name`; a faster variant (the local MiniLM
+        at int8) has a name of its own, so its vectors never mix with another's in a cache.
+        """
+        return self
+
+    def searches(self, documents: str) -> bool:
+        """Whether this embedder's query vectors can search documents embedded by the embedder
+        named ``documents`` (as an index manifest records it). Default: only its own."""
+        return documents == self.name
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} dim={self.dim}>"

@@ -100,6 +100,10 @@ class LocalEmbedder(Embedder):
         )
         return normalize(vectors)
 
+    def searches(self, documents: str) -> bool:
+        """This model's vectors from either runtime, float32 or the ONNX runtime's int8 ingest."""
+        return documents in (self.name, self.name + "+int8")
+
     def count_tokens(self, text: str) -> int:
         """Tokens in MiniLM's WordPiece tokenizer, without special tokens."""
         return len(self.tokenizer.encode(text, add_special_tokens=False))

@@ -8,6 +8,7 @@ client's GIL), clients interleaved in blocks so machine noise hits them alike, a
 - ``route_split_shadow`` — a route with two deployments, ``strategy: weighted`` 90/10, sticky by the
   ``user`` in the call's metadata, and ``shadow: {route: cand, sample: 0.2, max_in_flight: 4}``;
 - ``prompt_plain`` — a prompt rendered and sent through ``Gateway.complete`` (no rollout);
+- ``prompt_split`` — ``Rollout.complete`` on a label that only splits (no shadow);
 - ``prompt_split_shadow`` — ``Rollout.complete`` on a label that splits the prompt 90/10 by user
   and shadows 20% of calls with another version on route ``cand`` (its ``app`` span included).
 
@@ -58,6 +59,8 @@ production:
     shadow: {prompt: answer@v3, route: cand, sample: 0.2, max_in_flight: 4}
 plain:
   - answer@v1
+split_only:
+  answer: {v1: 90, v2: 10}
 """
 
 
@@ -119,6 +122,9 @@ def main() -> None:
                 options=plain_prompt.call_options(),
                 prompt_ref=plain_prompt.prompt_ref(),
             ),
+            "prompt_split": lambda: rollout.complete(
+                "answer", {"question": question}, label="split_only", key=user(), model="plain"
+            ),
             "prompt_split_shadow": lambda: rollout.complete(
                 "answer", {"question": question}, key=user(), model="plain"
             ),
@@ -168,6 +174,8 @@ def main() -> None:
             "route_added_ms": round(route_added, 4),
             "goal_route_added_le_0_5_ms": route_added <= 0.5,
             "prompt_plain_p50_ms": round(p50["prompt_plain"], 4),
+            "prompt_split_p50_ms": round(p50["prompt_split"], 4),
+            "prompt_split_added_ms": round(p50["prompt_split"] - p50["prompt_plain"], 4),
             "prompt_split_shadow_p50_ms": round(p50["prompt_split_shadow"], 4),
             "prompt_added_ms": round(prompt_added, 4),
             "goal_prompt_added_le_0_5_ms": prompt_added <= 0.5,

@@ -86,6 +86,13 @@ class LabelEntry:
     line: int | None = None
     path: str = ""
     total: float = field(default=100.0, repr=False)
+    signature: str = field(init=False, repr=False, compare=False)
+    _shares: tuple[tuple[int, float], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: assignment runs on every call of a split label.
+        object.__setattr__(self, "signature", ",".join(f"v{a.version}:{a.weight:g}" for a in self.arms))
+        object.__setattr__(self, "_shares", tuple((a.version, a.weight / self.total) for a in self.arms))
 
     @property
     def experiment(self) -> str:
@@ -116,8 +123,10 @@ class LabelEntry:
 
         A version overridden to weight 0 hands its share to the control arm.
         """
-        shares = {a.version: a.weight / self.total for a in self.arms}
-        for version, weight in (overrides or {}).items():
+        if not overrides:
+            return list(self._shares)
+        shares = dict(self._shares)
+        for version, weight in overrides.items():
             if version in shares:
                 freed = shares[version] - weight / self.total
                 shares[version] = weight / self.total

@@ -32,7 +32,7 @@ from aiapp._yaml import LocatedYaml, read_yaml_file
 from aiapp.errors import PromptError
 from aiapp.prompts._labels import LabelEntry, key_hash, parse_labels
 from aiapp.prompts._model import NAME_PATTERN, Prompt, RenderLimits
-from aiapp.prompts._state import RolloutState, split_signature
+from aiapp.prompts._state import RolloutState
 from aiapp.tracing import current_span
 
 if TYPE_CHECKING:
@@ -236,14 +236,11 @@ class PromptRegistry:
 
     def overrides(self, entry: LabelEntry) -> dict[int, float]:
         """Rollback overrides in force for an entry (see :class:`~aiapp.prompts.RolloutState`)."""
-        return self.state.overrides(
-            entry.experiment, split_signature([(a.version, a.weight) for a in entry.arms])
-        )
+        return self.state.overrides(entry.experiment, entry.signature)
 
     def roll_back(self, entry: LabelEntry, version: int, reason: str) -> None:
         """Drop ``version``'s weight to 0 in ``entry``'s split, persisted in :attr:`state`."""
-        signature = split_signature([(a.version, a.weight) for a in entry.arms])
-        self.state.set_weight(entry.experiment, signature, version, 0.0, reason)
+        self.state.set_weight(entry.experiment, entry.signature, version, 0.0, reason)
 
     def assign(self, ref: str, *, label: str | None = None, key: str | None = None) -> Assignment:
         """Resolve a reference for one caller: a split label picks the caller's arm by ``key``.
@@ -263,7 +260,8 @@ class PromptRegistry:
             if entry is not None and entry.is_split:
                 overrides = self.overrides(entry)
                 chosen = entry.choose(key, overrides) if key is not None else entry.primary(overrides)
-                prompt = self.get(name, version=chosen)
+                found = self._prompts.get(name, {}).get(chosen)
+                prompt = found if found is not None else self.get(name, version=chosen)
                 return Assignment(prompt, entry, key_hash(key) if key is not None else None)
         return Assignment(self.get(ref, label=label))
 

@@ -14,16 +14,11 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = ["RolloutState"]
-
-
-def split_signature(arms: Sequence[tuple[int, float]]) -> str:
-    """The split as configured (``v2:90,v3:10``): an override applies only while it is unchanged."""
-    return ",".join(f"v{v}:{w:g}" for v, w in arms)
 
 
 class RolloutState:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ from aiapp.tracing._store import SpanRecord
 SEMCONV_VERSION = "1.44.0"
 SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
 SCOPE_NAME = "aiapp"
+
 
 #: Our span kinds → gen_ai.operation.name (kinds not listed carry no GenAI operation).
 _OPERATIONS = {
@@ -439,6 +441,10 @@ class OtlpExporter:
         content: Export message content (only what the capture policy kept).
         timeout_s: Per-request timeout.
         exporter: Another OTel ``SpanExporter`` to send through (tests, files).
+        chunk: Spans per OTLP request. Encoding holds the GIL (~0.1 ms a span here); small
+            requests with the GIL released between spans keep the export thread from stalling the
+            callers' threads (measured: one request per batch added ~1 ms to p75 under load;
+            16-span requests, nothing measurable).
     """
 
     name = "otlp"
@@ -451,8 +457,10 @@ class OtlpExporter:
         content: bool = False,
         timeout_s: float = 10.0,
         exporter: SpanExporter | None = None,
+        chunk: int = 16,
     ) -> None:
         self.content = content
+        self.chunk = max(1, chunk)
         merged = {**_env_headers(), **dict(headers or {})}
         self._exporter: SpanExporter = exporter or OTLPSpanExporter(
             endpoint=endpoint, headers=merged or None, timeout=timeout_s
@@ -461,11 +469,20 @@ class OtlpExporter:
         self._resource = resource()
 
     def export(self, spans: Sequence[SpanRecord], scores: Sequence[ScoreRecord]) -> None:
-        """Convert the batch and send it in one OTLP request."""
-        batch = [readable(d, scope=self._scope, res=self._resource) for d in self._data(spans, scores)]
-        if not batch:
-            return
+        """Convert the batch and send it, ``chunk`` spans per OTLP request, yielding the GIL between."""
+        batch: list[ReadableSpan] = []
+        for data in self._data(spans, scores):
+            batch.append(readable(data, scope=self._scope, res=self._resource))
+            if len(batch) >= self.chunk:
+                self._send(batch)
+                batch = []
+            time.sleep(0)
+        if batch:
+            self._send(batch)
+
+    def _send(self, batch: list[ReadableSpan]) -> None:
         result = self._exporter.export(batch)
+        time.sleep(0)
         if result is not SpanExportResult.SUCCESS:
             raise ConnectionError(f"the OTLP exporter could not send {len(batch)} span(s)")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,6 +119,7 @@ class LangfuseExporter:
                     version=LANGFUSE_VERSION,
                     scope_attributes={"public_key": self.public_key},
                 )
+            time.sleep(0)  # let callers' threads have the GIL between spans
         for score in scores:
             data = convert_score(score, content=self.content)
             data.attributes[A.OBSERVATION_TYPE] = "evaluator"

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -343,3 +343,32 @@ def test_importing_and_running_ragas_opens_no_connection(tmp_path: Path) -> None
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"value": 1.0, "attempts": [], "flag": "true"}
     assert not list(home.rglob("*")), "ragas wrote under $HOME (e.g. its analytics user id)"
+
+
+@pytest.mark.usefixtures("ragas_installed")
+def test_a_suite_scores_with_ragas_and_counts_its_nans_as_unscored(
+    make_suite: Callable[..., Path], aiapp_home: Path
+) -> None:
+    """``ragas_faithfulness`` in a suite file: the runner hands it the gateway; a NaN is an unscored case."""
+    from aiapp import evals
+
+    def judge(messages: list[Message], options: CallOptions) -> str:
+        data = json.loads(messages[-1].content.rsplit("\ninput: ", 1)[1].rsplit("\nOutput:", 1)[0])
+        assert options.response_format is not None
+        if options.response_format.name == "StatementGeneratorOutput":  # "?" yields no statement
+            return json.dumps({"statements": [] if data["answer"] == "?" else [data["answer"]]})
+        rows = [
+            {"statement": s, "reason": "-", "verdict": int(s in ("4", "Paris"))} for s in data["statements"]
+        ]
+        return json.dumps({"statements": rows})
+
+    settings = Settings()
+    settings.home = aiapp_home
+    gw = Gateway(settings, models={"judge": FakeModel(default=judge)})
+    suite = make_suite(target="fake_targets:slow_oracle", scorers=["ragas_faithfulness"])
+    result = evals.run(evals.prepare(suite, gw))
+
+    est = result.estimates["ragas_faithfulness"]
+    assert (est.n, est.unscored) == (3, 1) and est.mean == pytest.approx(2 / 3)
+    unscored = [s for row in result.iter_rows() for s in row["scores"] if s["value"] is None]
+    assert len(unscored) == 1 and "extracted no statements" in unscored[0]["reason"]

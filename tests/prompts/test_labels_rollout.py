@@ -230,3 +230,10 @@ def test_prompts_list_shows_each_arms_share(prompts: Path) -> None:
         "production 10%",
     ]
     assert rows["other@v1"] == ["production", "staging", "latest"]
+
+
+def test_check_with_routes_refuses_a_shadow_on_an_unknown_route(prompts: Path) -> None:
+    registry = labels(prompts, "production:\n  answer:\n    split: {v2: 100}\n    shadow: {route: nowhere}\n")
+    assert registry.check() == []  # without the config, routes are not known
+    (problem,) = registry.check(routes=["local", "openai"])
+    assert problem.line == 2 and "shadow names route 'nowhere', which is not configured" in problem.message

@@ -25,9 +25,11 @@ DirOption = typer.Option(
 
 def register(app: typer.Typer) -> None:
     """Add the command group to ``app``."""
+    from aiapp.cli.prompts_optimize import register as register_optimize  # optimize (issue 19)
     from aiapp.cli.prompts_sync import register as register_sync  # push/pull --to/--from langfuse
 
     register_sync(prompts_app)
+    register_optimize(prompts_app)
     app.add_typer(prompts_app, name="prompts")
 
 
@@ -130,8 +132,15 @@ def check(
     variables, access to Python internals (sandbox escapes), rendering with sample values and
     examples, example outputs against the output schema, and labels pointing at missing versions.
     """
+    from aiapp.config import load_settings
+    from aiapp.errors import ConfigError
+
     registry = _registry(directory, config)
-    problems = registry.check()
+    try:
+        routes: Any = load_settings(config).routes  # label shadows name routes
+    except ConfigError:
+        routes = None  # a broken config is `aiapp models --check`'s to report, not this command's
+    problems = registry.check(routes=routes)
     if as_json:
         print_json([{"path": p.path, "line": p.line, "message": p.message} for p in problems])
     else:

@@ -21,7 +21,7 @@ version refuses to load with its problem, and :meth:`PromptRegistry.check` lists
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -329,9 +329,13 @@ class PromptRegistry:
         """Problems found while loading (files, schema, templates, labels)."""
         return list(self._problems)
 
-    def check(self) -> list[Problem]:
+    def check(self, *, routes: Iterable[str] | None = None) -> list[Problem]:
         """Every problem: those found while loading, plus rendering each version with its examples
         and sample values in the sandbox, and checking example outputs against the output schema.
+
+        Args:
+            routes: The configured route names; when given, a label's shadow naming another route
+                (not ``provider/model``) is a problem too.
 
         Returns:
             Problems sorted by file and line; empty when everything is valid.
@@ -339,6 +343,16 @@ class PromptRegistry:
         problems = list(self._problems)
         for prompt in self:
             problems.extend(_render_problems(prompt))
+        if routes is not None:
+            known = sorted(set(routes))
+            for entry in self.entries():
+                route = entry.shadow.route if entry.shadow is not None else None
+                if route is not None and route not in known and "/" not in route:
+                    message = (
+                        f"{entry.label}.{entry.name}.shadow names route {route!r}, which is not "
+                        f"configured (known: {', '.join(known)})"
+                    )
+                    problems.append(Problem(entry.path, entry.line, message))
         return sorted(problems, key=lambda p: (p.path, p.line or 0, p.message))
 
     # -- loading -----------------------------------------------------------------------------------

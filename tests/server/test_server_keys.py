@@ -241,3 +241,32 @@ def test_a_closed_redis_port_under_an_open_server_budget_is_a_503(stub: StubServ
         assert not stub.requests("chat")  # nothing was sent that could not be paid for
     finally:
         served.stop()
+
+
+async def test_redis_down_under_a_key_rate_limit_maps_to_a_503(tmp_path: Path) -> None:
+    from aiapp.errors import ConfigError
+    from aiapp.server._keys import KeyRecord
+    from aiapp.server._wire import wire_error
+
+    pytest.importorskip("redis")
+    store = KeyStore(tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    record = KeyRecord("0123456789ab", "r", None, None, 5, None, None, 0.0, False)
+    with pytest.raises(ConfigError) as info:  # the rpm check lives in Redis: refused, never skipped
+        await store.admit(record, "stub", 10)
+    error = wire_error(info.value)
+    assert (error.status, error.type, error.code) == (503, "service_unavailable", "redis_unavailable")
+    assert error.headers() == {"retry-after": "1"}
+    with pytest.raises(ConfigError):
+        await store.authenticate("Bearer sk-aiapp-0123456789ab_" + "x" * 43)
+    assert not await store.ping()
+
+
+def test_there_is_no_key_management_over_http(keyed: tuple[Served, KeyStore]) -> None:
+    served, keys = keyed
+    _, raw = keys.create_key("curious")
+    headers = {"authorization": f"Bearer {raw}"}
+    for path in ("/keys", "/v1/keys", "/key/generate", "/admin/keys"):
+        response = httpx.post(served.url + path, json={"name": "x"}, headers=headers)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    assert [r.name for r in keys.list_keys()] == ["curious"]

@@ -7,8 +7,8 @@ reply costs two wake-ups where one would do, and on a 2-core box the first one h
 client before the body is even written (``benchmarks/serve_vs_litellm.py`` measures the difference).
 
 :class:`CoalescingTransport` keeps what is written during one step of the event loop and sends it
-as one ``write`` at the start of the next step (``loop.call_soon``), or at once when the buffer
-passes :data:`FLUSH_BYTES` or the connection is closed. Headers and body therefore leave together,
+as one ``write`` at the start of the next step (``loop.call_soon``), or at once when the response
+is complete, the buffer passes :data:`FLUSH_BYTES` or the connection is closed. Headers and body therefore leave together,
 and stream chunks that are ready at the same moment share one write. A stream that must not wait
 (its first chunk) ends its step (``await asyncio.sleep(0)``) after writing, which flushes it.
 
@@ -102,5 +102,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Wrap the connection's transport before uvicorn sees it."""
-        wrapped: Any = CoalescingTransport(transport, self.loop)
+        self.coalescing = CoalescingTransport(transport, self.loop)
+        wrapped: Any = self.coalescing
         super().connection_made(wrapped)
+
+    def on_response_complete(self) -> None:
+        """A finished response leaves now, not at the end of the step."""
+        self.coalescing.flush()
+        super().on_response_complete()

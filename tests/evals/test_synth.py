@@ -14,7 +14,6 @@ import pytest
 from aiapp.config import RetrievalSettings, Settings
 from aiapp.errors import InputError
 from aiapp.evals._synth import (
-    HeadingQuestionWriter,
     SynthChunk,
     apply_review,
     corpus_chunks,
@@ -23,6 +22,7 @@ from aiapp.evals._synth import (
     synthesize,
     write_synth,
 )
+from aiapp.evals._synth_template import HeadingQuestionWriter
 from aiapp.gateway import Gateway
 from aiapp.gateway.embedders import Embedder, TextKind, Vectors, normalize
 from aiapp.testing import FakeModel, embed_text

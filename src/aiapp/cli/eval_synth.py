@@ -45,7 +45,8 @@ def synth_command(
     """Write a synthetic test set: pairs grounded in sampled chunks, deduplicated and support-checked."""
     from aiapp.config import load_settings
     from aiapp.errors import InputError
-    from aiapp.evals._synth import HeadingQuestionWriter, asynthesize, corpus_chunks, write_synth
+    from aiapp.evals._synth import asynthesize, corpus_chunks, write_synth
+    from aiapp.evals._synth_template import HeadingQuestionWriter
     from aiapp.gateway import Gateway, run_sync
     from aiapp.retrieval import Index
 

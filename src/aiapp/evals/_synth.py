@@ -99,6 +99,7 @@ class SynthReport:
     calls: int = 0
     generated: int = 0
     unusable: dict[str, int] = field(default_factory=dict)
+    reasked: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     unsupported: int = 0
     unsupported_reasons: dict[str, int] = field(default_factory=dict)
@@ -121,8 +122,10 @@ class SynthReport:
         unsup = ", ".join(
             f"{r}: {c}" for r, c in sorted(self.unsupported_reasons.items(), key=lambda kv: -kv[1])[:3]
         )
+        again = sum(self.reasked.values())
         return (
-            f"{self.calls} generation calls in {self.rounds} rounds; {self.generated} pairs generated, "
+            f"{self.calls} generation calls in {self.rounds} rounds ({again} re-asks); "
+            f"{self.generated} pairs generated, "
             f"{unusable} replies unusable{f' ({why})' if why else ''}, {self.duplicates} near-duplicates "
             f"removed, {self.unsupported} not supported by their chunks{f' ({unsup})' if unsup else ''}; "
             f"{self.kept} kept"
@@ -285,7 +288,9 @@ async def _generate(
     messages = generation_messages(kind, chunks)
     options = CallOptions(temperature=0, response_format=ResponseFormat.from_model(QAPairs))
     reason = "no reply"
-    for _ in range(retries + 1):
+    for attempt in range(retries + 1):
+        if attempt:
+            report.count(report.reasked, reason)
         report.calls += 1
         try:
             reply = await gateway.acomplete(messages, model=route, options=options)

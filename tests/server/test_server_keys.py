@@ -270,3 +270,23 @@ def test_there_is_no_key_management_over_http(keyed: tuple[Served, KeyStore]) ->
         assert response.status_code == 404, path
         assert response.json()["error"]["code"] == "not_found"
     assert [r.name for r in keys.list_keys()] == ["curious"]
+
+
+def test_a_misconfigured_route_is_a_500_naming_the_field_and_the_server_keeps_serving(
+    stub: StubServer, tmp_path: Path
+) -> None:
+    config = settings(stub.base_url, tmp_path)
+    config.routes["broken"] = Route(deployments=[Deployment(model="x/y", provider="nosuch")])
+    served = serve(Gateway(config), None)
+    try:
+        for stream in (False, True):
+            body = {"model": "broken", "messages": MESSAGES, "stream": stream}
+            response = httpx.post(served.url + "/v1/chat/completions", json=body)
+            assert response.status_code == 500, response.text
+            error = response.json()["error"]
+            assert (error["type"], error["code"]) == ("server_error", "server_misconfigured")
+            assert "unknown provider 'nosuch'" in error["message"] and "provider" in error["message"]
+        reply = client(served, "unused").chat.completions.create(model="stub", messages=MESSAGES)
+        assert reply.choices[0].message.content
+    finally:
+        served.stop()

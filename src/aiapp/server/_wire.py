@@ -460,8 +460,12 @@ def wire_error(exc: BaseException) -> WireError:
             code="redis_unavailable",
             retry_after=1.0,
         )
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError) and exc.field == "routes":  # no such route
         return WireError(404, str(exc), param="model", code="model_not_found")
+    if isinstance(exc, ConfigError):  # the server's own config is wrong, not the request
+        return WireError(
+            500, f"the server is misconfigured: {exc}", type="server_error", code="server_misconfigured"
+        )
     if isinstance(exc, UserError | InputError):
         return WireError(400, str(exc))
     if isinstance(exc, OutputParseError):

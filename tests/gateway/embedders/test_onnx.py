@@ -117,6 +117,29 @@ def test_batches_by_token_length_give_the_same_vectors_in_the_callers_order(grap
     assert np.allclose(wide, narrow, atol=1e-5)
 
 
+def test_a_batch_holds_at_most_batch_tokens_padded_tokens(
+    graph_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = OnnxEmbedder(cache_dir=graph_dir, batch_size=64)
+    session = embedder.session
+    shapes: list[tuple[int, ...]] = []
+
+    class Recording:
+        def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            shapes.append(feeds["input_ids"].shape)
+            result: list[np.ndarray] = session.run(names, feeds)
+            return result
+
+    monkeypatch.setattr(onnx_embedder, "BATCH_TOKENS", 600)
+    embedder._session = Recording()
+    texts = [TEXTS[6]] * 5 + TEXTS[:3]  # five 256-token texts, three short ones
+    vectors = embedder.embed(texts)
+    assert all(rows * width <= 600 or rows == 1 for rows, width in shapes), shapes
+    assert shapes[0] == (2, 256) and sum(rows for rows, _ in shapes) == len(texts)
+    embedder._session = session
+    assert np.allclose(vectors, np.vstack([embedder.embed([t]) for t in texts]), atol=1e-5)
+
+
 def test_int8_ingest_embedder_is_close_and_named_apart(onnx_minilm: OnnxEmbedder, graph_dir: Path) -> None:
     ingest = onnx_minilm.for_ingest()
     assert (

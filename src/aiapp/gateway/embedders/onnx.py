@@ -63,6 +63,8 @@ QUANT_VERSION = 1
 INT8_SUFFIX = "+int8"
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 MAX_TOKENS = 256
+#: Padded tokens per forward pass at most (32 full-length texts): bounds the activations' memory.
+BATCH_TOKENS = 8192
 _HIDDEN = 384
 _HEADS = 12
 _LAYERS = 6
@@ -473,7 +475,7 @@ class OnnxEmbedder(Embedder):
     Args:
         model_path: The sentence-transformers model folder; default: the bundled MiniLM.
         cache_dir: Where built graphs are kept; default ``$AIAPP_HOME/models/all-MiniLM-L6-v2``.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass at most (long texts go at most ``BATCH_TOKENS`` per pass).
         threads: Intra-op threads (default: the physical cores this process may use).
         precision: ``fp32`` (the same vectors as sentence-transformers) or ``int8`` (about twice
             as fast; its name gets ``+int8``, so caches and indexes keep its vectors apart).
@@ -561,7 +563,8 @@ class OnnxEmbedder(Embedder):
         """Embed texts (MiniLM is symmetric: queries and documents are encoded alike).
 
         Texts are tokenized once, sorted by token count and batched by it, so a batch is padded
-        only to its own longest text.
+        only to its own longest text; a batch holds at most ``batch_size`` texts and
+        :data:`BATCH_TOKENS` padded tokens.
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -575,8 +578,13 @@ class OnnxEmbedder(Embedder):
         lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
         order = np.argsort(-lengths, kind="stable")  # longest first: a batch pads to its first text
         out = np.empty((len(cleaned), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        start = 0
+        while start < len(order):
+            # At most batch_size texts and BATCH_TOKENS padded tokens: ONNX Runtime's arena keeps
+            # the largest batch's activations (64 x 256 tokens: ~720 MB, 32 x 256: ~390 MB).
+            rows = max(1, min(self.batch_size, BATCH_TOKENS // int(lengths[order[start]])))
+            batch = order[start : start + rows]
+            start += rows
             ids = np.zeros((len(batch), int(lengths[batch[0]])), dtype=np.int64)  # 0 is [PAD]
             mask = np.zeros_like(ids)
             for row, i in enumerate(batch):

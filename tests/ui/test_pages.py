@@ -28,7 +28,7 @@ def _client(seeded: Seeded, token: str | None = None) -> TestClient:
 
 def test_the_dashboard_totals_and_charts_come_from_the_store(seeded: Seeded) -> None:
     page = _client(seeded).get("/").text
-    assert re.search(r'id="total-requests">60<', page)  # 60 model calls seeded
+    assert re.search(r'id="total-requests">72<', page)  # 60 seeded calls and the runs' 12 judge calls
     assert page.count("<svg class='chart'") == 7
     assert "chart-latency" in page and "<polyline" in page
     assert ">12<" in page  # guard triggers: every fifth call redacted an email
@@ -101,6 +101,11 @@ def test_grading_writes_one_file_per_rater_and_updates_agreement(seeded: Seeded)
         client.post("/api/review/support/rate", json={"rater": "alice", "key": "q1", "score": 3}).status_code
         == 403
     )
+    listing = client.get("/review").text
+    assert '<td class="num">6</td><td class="num">3</td><td>alice</td>' in listing  # items, ratings, raters
+    assert (
+        "3 ratings" not in panel and '>3</td><td class="may-gate">' in panel
+    )  # the judge compared on 3 cases
     page = client.get("/review/support", params={"rater": "alice"}).text
     assert 'data-key="q4"' in page and "your grade: 5" in page
 
@@ -150,7 +155,20 @@ def test_review_queues_from_the_cli(seeded: Seeded, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(seeded.root)
     runner = CliRunner()
     made = runner.invoke(
-        app, ["review", "create", "--traces", "recent", "--criteria", "Helpful?", "--limit", "5", "--json"]
+        app,
+        [
+            "review",
+            "create",
+            "--traces",
+            "recent",
+            "--route",
+            "openai",
+            "--criteria",
+            "Helpful?",
+            "--limit",
+            "5",
+            "--json",
+        ],
     )
     assert made.exit_code == 0, made.output
     assert json.loads(made.output)["items"] == 5

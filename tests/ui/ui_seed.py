@@ -173,7 +173,8 @@ def seed(tmp_path: Path, aiapp_home: Path) -> Seeded:
         }
         (root / "evals" / "support.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
         gw = Gateway(settings, models={"judge": FakeModel(default=_judge_reply)})
-        result = evals.run(evals.prepare(root / "evals" / "support.yaml", gw))
+        with gw:  # closing flushes the judge calls' spans: 12 more model calls in the store
+            result = evals.run(evals.prepare(root / "evals" / "support.yaml", gw))
         runs.append(result.run_dir.name)
         time.sleep(0.02)  # distinct modification times: the second run is the newest
     sys.path.remove(str(HERE))

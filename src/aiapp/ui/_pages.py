@@ -185,7 +185,7 @@ def review_index(ctx: UiContext, request: Request) -> HTMLResponse:
         queues.append(
             {
                 "queue": queue,
-                "items": len(items),
+                "n_items": len(items),
                 "raters": sorted({r.rater for r in ratings}),
                 "ratings": len(ratings),
             }
@@ -213,8 +213,8 @@ def agreement_panel(ctx: UiContext, name: str) -> dict[str, Any]:
             judges = [c.as_dict() for c in checks.values()]
     return {
         "queue": queue,
-        "items": len(items),
-        "ratings": len(ratings),
+        "n_items": len(items),
+        "n_ratings": len(ratings),
         "per_rater": per_rater,
         "inter_rater": rater_agreement(ratings),
         "judges": judges,

@@ -4,8 +4,9 @@ Reads go through a read-only SQLite connection of their own (WAL: they never blo
 writing traces). The store is opened once with :class:`~aiapp.tracing.TraceStore` first, so its
 migrations (the console's indexes among them) are applied.
 
-The dashboard counts *model calls* (``llm`` spans: one per gateway call, whatever made it), read
-from one covering index; a trace in the list is its root span.
+The dashboard counts *model calls* (``llm`` spans: one per gateway call, whatever made it), from
+the rollup in :mod:`aiapp.ui._rollup`; a trace in the list is its root span, read newest first
+from the console's partial index on root spans.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from aiapp.tracing import SpanRecord, TraceStore
+from aiapp.ui._rollup import GRAINS, Cell, Rollup, hist_percentile
 
 #: Dashboard time ranges: name → seconds (``None``: everything).
 RANGES: dict[str, float | None] = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
-#: A guard verdict that did not pass, as the store's JSON encoder writes it.
-_GUARD_TRIGGER = '"passed":false'
 _LIST_COLUMNS = (
     "trace_id, span_id, kind, name, started_at, duration_ms, status, route, model, prompt_ref, input, output"
 )
@@ -101,10 +101,13 @@ class TraceReader:
         path: The trace store file (created and migrated when missing).
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, rollup: Path | str | None = None) -> None:
         self.path = Path(path)
         TraceStore(self.path).close()  # create and migrate once, with the store's own code
         self._local = threading.local()
+        self.rollup = Rollup(
+            self.path, Path(rollup) if rollup is not None else self.path.with_name("console.db")
+        )
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -116,135 +119,65 @@ class TraceReader:
 
     # -- the dashboard ---------------------------------------------------------------------------
 
-    def _where(self, f: Filters, now: float, *, kind: str | None = "llm") -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if kind:
-            clauses.append("kind = ?")
-            args.append(kind)
-        since = f.since(now)
-        if since is not None:
-            clauses.append("started_at >= ?")
-            args.append(since)
-        for column, value in (
-            ("route", f.route),
-            ("model", f.model),
-            ("prompt_ref", f.prompt),
-            ("status", f.status),
-        ):
-            if value:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
-
     def dashboard(self, f: Filters, *, now: float | None = None, buckets: int = 24) -> Dashboard:
-        """Totals and time series of model calls matching ``f``."""
+        """Totals and time series of model calls matching ``f`` (from the rollup, refreshed first)."""
         now = time.time() if now is None else now
-        db = self._db()
-        where, args = self._where(f, now)
+        self.rollup.refresh()
         since = f.since(now)
-        if since is None:
-            row = db.execute(f"SELECT MIN(started_at) FROM spans {where}", args).fetchone()
-            since = float(row[0]) if row and row[0] is not None else now - 3600
-        bucket_s = max(60, math.ceil((now - since) / buckets / 60) * 60)
-        start = now - bucket_s * buckets
+        fine, coarse = GRAINS
+        # The chart spans the data inside the range, from its first call, not an empty week; the
+        # hourly rollup serves whenever a chart bucket is an hour or more.
+        first = self.rollup.first(since, route=f.route, model=f.model, prompt=f.prompt)
+        start_at = max(since if since is not None else (first or now - 3600), first or 0.0)
+        grain = coarse if (now - start_at) / buckets >= coarse else fine
+        cells = self.rollup.cells(grain, since, route=f.route, model=f.model, prompt=f.prompt)
+        start_at = start_at // grain * grain
+        bucket_s = max(grain, math.ceil((now - start_at) / buckets / grain) * grain)
+        start = now // grain * grain + grain - bucket_s * buckets
         out = Dashboard(bucket_s=bucket_s, buckets=[start + i * bucket_s for i in range(buckets)])
-        # One pass over the covering index: per-bucket sums, and the durations for percentiles.
-        cur = db.execute(
-            f"SELECT started_at, duration_ms, status, input_tokens, output_tokens, cost_usd, cache_hit "
-            f"FROM spans {where}",
-            args,
+        per = [Cell() for _ in range(buckets)]
+        total = Cell()
+        for bucket, cell in cells:
+            b = min(buckets - 1, max(0, int((bucket - start) // bucket_s)))
+            per[b].add(cell)
+            total.add(cell)
+        out.calls, out.errors, out.cache_hits, out.guard_triggers = (
+            total.n,
+            total.errors,
+            total.cache_hits,
+            total.guards,
         )
-        n = [0] * buckets
-        err = [0] * buckets
-        tok = [0] * buckets
-        cost = [0.0] * buckets
-        hits = [0] * buckets
-        durations: list[list[float]] = [[] for _ in range(buckets)]
-        every: list[float] = []
-        for started, duration, status, tin, tout, usd, hit in cur:
-            b = int((started - start) // bucket_s)
-            b = 0 if b < 0 else buckets - 1 if b >= buckets else b
-            n[b] += 1
-            durations[b].append(duration)
-            every.append(duration)
-            if status != "ok":
-                err[b] += 1
-            t = (tin or 0) + (tout or 0)
-            tok[b] += t
-            out.input_tokens += tin or 0
-            out.output_tokens += tout or 0
-            if usd is None:
-                out.cost_unknown += 1
-            else:
-                cost[b] += usd
-            if hit:
-                hits[b] += 1
-        every.sort()
-        out.calls, out.errors, out.cache_hits = len(every), sum(err), sum(hits)
-        out.cost_usd = sum(cost)
-        out.p50_ms, out.p95_ms = _percentile(every, 0.5), _percentile(every, 0.95)
-        p50: list[float | None] = []
-        p95: list[float | None] = []
-        for values in durations:
-            values.sort()
-            p50.append(_percentile(values, 0.5))
-            p95.append(_percentile(values, 0.95))
-        guards = [0] * buckets
-        for (started,) in db.execute(
-            f"SELECT started_at FROM spans {where} {'AND' if where else 'WHERE'} instr(attributes, ?) > 0",
-            [*args, _GUARD_TRIGGER],
-        ):
-            b = min(buckets - 1, max(0, int((started - start) // bucket_s)))
-            guards[b] += 1
-        out.guard_triggers = sum(guards)
+        out.input_tokens, out.output_tokens = total.tokens_in, total.tokens_out
+        out.cost_usd, out.cost_unknown = total.cost, total.cost_unknown
+        out.p50_ms, out.p95_ms = hist_percentile(total.latency, 0.5), hist_percentile(total.latency, 0.95)
         fb_n = [0] * buckets
         fb_sum = [0.0] * buckets
-        fb_where = "WHERE created_at >= ?" if f.since(now) is not None else ""
-        fb_args: list[Any] = [f.since(now)] if fb_where else []
-        if f.route or f.model or f.prompt or f.status:
-            fb_where += (
-                " AND " if fb_where else "WHERE "
-            ) + f"trace_id IN (SELECT trace_id FROM spans {where})"
-            fb_args += args
-        for created, score in db.execute(f"SELECT created_at, score FROM feedback {fb_where}", fb_args):
-            b = min(buckets - 1, max(0, int((created - start) // bucket_s)))
-            fb_n[b] += 1
-            fb_sum[b] += score
+        for bucket, count, total_score in self.rollup.feedback(
+            grain, since, route=f.route, model=f.model, prompt=f.prompt
+        ):
+            b = min(buckets - 1, max(0, int((bucket - start) // bucket_s)))
+            fb_n[b] += count
+            fb_sum[b] += total_score
         out.feedback_n = sum(fb_n)
         out.feedback_mean = sum(fb_sum) / out.feedback_n if out.feedback_n else None
         out.series = {
-            "requests": [float(v) for v in n],
-            "errors": [float(v) for v in err],
-            "p50_ms": p50,
-            "p95_ms": p95,
-            "tokens": [float(v) for v in tok],
-            "cost_usd": [float(v) for v in cost],
-            "cache_hit_rate": [hits[i] / n[i] if n[i] else None for i in range(buckets)],
-            "guard_triggers": [float(v) for v in guards],
+            "requests": [float(c.n) for c in per],
+            "errors": [float(c.errors) for c in per],
+            "p50_ms": [hist_percentile(c.latency, 0.5) for c in per],
+            "p95_ms": [hist_percentile(c.latency, 0.95) for c in per],
+            "tokens": [float(c.tokens_in + c.tokens_out) for c in per],
+            "cost_usd": [c.cost for c in per],
+            "cache_hit_rate": [c.cache_hits / c.n if c.n else None for c in per],
+            "guard_triggers": [float(c.guards) for c in per],
             "feedback": [fb_sum[i] / fb_n[i] if fb_n[i] else None for i in range(buckets)],
         }
         out.options = self.options()
         return out
 
     def options(self) -> dict[str, list[str]]:
-        """Distinct routes, models and prompt versions (for the filter menus), from the index."""
-        db = self._db()
-        out: dict[str, list[str]] = {}
-        for name, column in (("route", "route"), ("model", "model"), ("prompt", "prompt_ref")):
-            values: list[str] = []
-            last: str | None = None
-            # Skip-scan the covering index one distinct value at a time (cheap on 100k+ rows).
-            while len(values) < 200:
-                row = db.execute(
-                    f"SELECT MIN({column}) FROM spans WHERE kind = 'llm' AND {column} > ?", [last or ""]
-                ).fetchone()
-                if row is None or row[0] is None:
-                    break
-                last = str(row[0])
-                values.append(last)
-            out[name] = values
-        return out
+        """Distinct routes, models and prompt versions of model calls (for the filter menus)."""
+        self.rollup.refresh()
+        return self.rollup.labels()
 
     # -- traces ----------------------------------------------------------------------------------
 
@@ -267,11 +200,16 @@ class TraceReader:
                 clauses.append(f"{column} = ?")
                 args.append(value)
         if f.model:
-            clauses.append("trace_id IN (SELECT trace_id FROM spans WHERE kind = 'llm' AND model = ?)")
+            clauses.append(
+                "EXISTS (SELECT 1 FROM spans c INDEXED BY spans_trace WHERE c.trace_id = spans.trace_id "
+                "AND c.kind = 'llm' AND c.model = ?)"
+            )
             args.append(f.model)
         if f.text:
-            clauses.append("(instr(lower(input), ?) > 0 OR instr(lower(output), ?) > 0 OR trace_id = ?)")
-            args += [f.text.lower(), f.text.lower(), f.text]
+            # LIKE is case-insensitive for ASCII and twice as fast here as instr(lower(...)).
+            pattern = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append("(input LIKE ? ESCAPE '\\' OR output LIKE ? ESCAPE '\\' OR trace_id = ?)")
+            args += [pattern, pattern, f.text]
         if f.feedback in ("positive", "negative", "any"):
             cond = {"positive": "AND score > 0", "negative": "AND score < 0", "any": ""}[f.feedback]
             clauses.append(f"trace_id IN (SELECT trace_id FROM feedback WHERE 1 {cond})")
@@ -351,11 +289,12 @@ class TraceReader:
         ]
 
     def close(self) -> None:
-        """Close this thread's connection."""
+        """Close this thread's connection and the rollup."""
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
+        self.rollup.close()
 
 
 def _preview(value: Any, limit: int = 160) -> str:

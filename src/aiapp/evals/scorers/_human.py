@@ -13,6 +13,11 @@ In a suite, ``human_rubric: {ratings: [review/alice.csv, review/bob.csv]}`` scor
 the imported ratings, and a case nobody rated yet is unscored ("awaiting human rating").
 
 Cases are keyed by :func:`task_key`: the case id, plus ``#<repeat>`` for repeats after the first.
+
+Review queues (``aiapp review create``, graded in ``aiapp ui``) keep one JSONL file per rater under
+``review/<queue>/ratings/<rater>.jsonl`` in the repository (:mod:`aiapp.evals._review`); those files
+import with :func:`import_ratings` (the file name is the rater), and a suite's queue validates its
+LLM judges for the gate.
 """
 
 from __future__ import annotations

@@ -367,15 +367,15 @@ class ChunkWriter:
         self.include_usage = include_usage
         self.usage: StreamChunk | None = None
         self._started = False
+        # The fields every event repeats, encoded once: each event encodes only its choices.
+        head = to_json({"id": self.id, "object": "chat.completion.chunk", "created": self.created})
+        self._head = b"data: " + head[:-1] + b',"model":' + to_json(model) + b',"choices":'
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        body = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-        }
-        return b"data: " + to_json({**body, "choices": choices, **extra}) + b"\n\n"
+        out = self._head + to_json(choices)
+        for key, value in extra.items():
+            out += b"," + to_json(key) + b":" + to_json(value)
+        return out + b"}\n\n"
 
     def chunk(self, chunk: StreamChunk) -> bytes:
         """The events for one chunk (the first also carries the assistant role)."""

@@ -3,7 +3,8 @@
 The demo suites gate on section-level gold (``path#Heading``), so ``hit_at_k``/``mrr`` move when
 retrieval gets worse. These tests run the shipped suites for real — MiniLM index over
 ``corpora/ollama``, the local/extractive route, the committed baselines — and show that the system
-as committed passes while the same system retrieving only one chunk (``k: 1``) fails the gate.
+as committed passes, while the same system retrieving only one chunk (``k: 1``), or indexed by a
+chunker that lost the Markdown structure, does not get through the gate.
 """
 
 from __future__ import annotations
@@ -91,10 +92,23 @@ def demo_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         os.chdir(cwd)
 
 
-def _gate(gw: Gateway, path: Path, *, k: int | None = None) -> GateResult:
+@pytest.fixture(scope="module")
+def broken_index(demo_gateway: Gateway) -> str:
+    """``corpora/ollama`` indexed by a chunker that ignores Markdown headings (a plausible refactor bug)."""
+    from aiapp.retrieval import Chunker, Index
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Chunker, "_sections", lambda self, doc: [([], doc.text.strip())])
+        with Index.open("ollama_broken", demo_gateway.settings) as index:
+            index.ingest(REPO / "corpora" / "ollama")
+    return "ollama_broken"
+
+
+def _gate(gw: Gateway, path: Path, *, k: int | None = None, index: str | None = None) -> GateResult:
     suite = evals.load_suite(path)
-    if k is not None:
-        suite = suite.model_copy(update={"target": suite.target.model_copy(update={"k": k})})
+    changes = {key: value for key, value in (("k", k), ("index", index)) if value is not None}
+    if changes:
+        suite = suite.model_copy(update={"target": suite.target.model_copy(update=changes)})
     prepared = evals.prepare(suite, gw)
     result = evals.run(prepared)
     return evals.gate_run(prepared, result)
@@ -120,3 +134,14 @@ def test_retrieving_one_chunk_fails_the_gate(demo_gateway: Gateway) -> None:
     assert support.verdict != "pass"
     assert support.exit_code != 0
     assert {m.metric: m for m in support.metrics}["hit_at_k"].difference.mean < 0  # type: ignore[union-attr]
+
+
+def test_a_chunker_that_loses_the_markdown_structure_does_not_pass(
+    demo_gateway: Gateway, broken_index: str
+) -> None:
+    support = _gate(demo_gateway, SUITES[0], index=broken_index)
+    by_metric = {m.metric: m for m in support.metrics}
+    assert support.verdict == "fail" and support.exit_code == 1
+    assert by_metric["mrr"].verdict == "fail"  # the right section drops down the ranking
+    faq = _gate(demo_gateway, SUITES[1], index=broken_index)
+    assert faq.verdict != "pass" and faq.exit_code != 0

@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,litellm,retrieval,redis,server,guardrails,multilingual
+EXTRAS ?= dev,litellm,retrieval,redis,server,guardrails,multilingual,ragas,notebooks,ui-test,otel,langfuse
 export AIAPP_HOME ?= $(CURDIR)/.aiapp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1

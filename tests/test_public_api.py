@@ -39,6 +39,7 @@ def test_top_level_names() -> None:
         "Usage",
         "UserError",
         "__version__",
+        "feedback",
         "load_settings",
         "prompts",
         "register_provider",

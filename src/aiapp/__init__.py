@@ -56,6 +56,8 @@ _EXPORTS: dict[str, str] = {
     # apps
     "Answer": "aiapp.apps",
     "RAGApp": "aiapp.apps",
+    # evals (feedback on a traced answer is a score on its trace)
+    "feedback": "aiapp.evals",
 }
 
 __all__ = [
@@ -82,6 +84,7 @@ __all__ = [
     "Usage",
     "UserError",
     "__version__",
+    "feedback",
     "load_settings",
     "prompts",
     "register_provider",
@@ -94,6 +97,7 @@ if TYPE_CHECKING:
     from aiapp.apps import Answer, RAGApp
     from aiapp.config import Settings, load_settings
     from aiapp.errors import AiappError, ConfigError, OutputParseError, ProviderError, UserError
+    from aiapp.evals import feedback
     from aiapp.gateway import Gateway, Model, PromptRef, register_provider
     from aiapp.retrieval import Index
     from aiapp.tracing import TraceStore

@@ -35,6 +35,7 @@ from aiapp._gateway_config import Strategy as Strategy
 from aiapp._gateway_config import provider_prefix_problem
 from aiapp._guard_config import GuardSpec as GuardSpec
 from aiapp._guard_config import RouteGuards as RouteGuards
+from aiapp._rollout_config import ShadowSpec as ShadowSpec
 from aiapp._yaml import LocatedYaml, read_yaml_file
 from aiapp.errors import ConfigError
 
@@ -111,6 +112,7 @@ class Route(_Strict):
     budget: Budget | None = None
     limits: Limits | None = None
     guards: RouteGuards | None = None  # input/output guards (see aiapp._guard_config)
+    shadow: ShadowSpec | None = None  # a route mirrored after each answer (see aiapp.rollout)
 
 
 class Price(_Strict):
@@ -130,11 +132,21 @@ class TracingSettings(_Strict):
             secrets replaced by placeholders, by the same detectors as the ``pii``/``secrets``
             guards) or ``full``. Unset: ``redacted`` when any route has guards (the store must not
             keep what a guard redacted), else ``full`` (or ``metadata`` with ``store_content: false``).
+        export: Also send spans and scores to ``otlp`` (any OpenTelemetry backend) or ``langfuse``
+            (keys and host from ``LANGFUSE_*``), batched off the hot path; unset: nothing leaves
+            the machine.
+        endpoint: The OTLP traces URL; unset: ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``.
+        headers: Extra OTLP request headers (merged over ``OTEL_EXPORTER_OTLP_HEADERS``).
+        export_content: Export message content too (only what ``capture`` keeps; off by default).
     """
 
     enabled: bool = True
     store_content: bool = True
     capture: Literal["none", "metadata", "redacted", "full"] | None = None
+    export: Literal["otlp", "langfuse"] | None = None
+    endpoint: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    export_content: bool = False
 
     def capture_policy(self, *, guarded: bool) -> Literal["none", "metadata", "redacted", "full"]:
         """The policy in force (see ``capture``)."""

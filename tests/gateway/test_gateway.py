@@ -56,7 +56,7 @@ def test_complete_records_a_trace_with_prompt_ref_and_usage(aiapp_home: Path) ->
     assert span.input_tokens == reply.usage.input_tokens > 0
     assert span.output == "Paris."
     assert span.input[1]["content"] == "Capital of France?"
-    assert span.attributes == {"user": "u1"}
+    assert span.attributes == {"user": "u1", "finish_reason": "stop"}
     assert span.config_hash == gw.settings.config_hash()
     assert (aiapp_home / "traces.db").exists()
 

@@ -41,6 +41,6 @@ def test_a_registered_layer_wraps_routes_and_annotates_traces() -> None:
         assert (loud.text, quiet.text) == ("HELLO", "hello")
         assert seen == ["loud", "quiet"]
         [span] = gw.tracer.store.trace(loud.trace_id)  # type: ignore[union-attr,arg-type]
-        assert span.attributes == {"shouted": True}
+        assert span.attributes == {"shouted": True, "finish_reason": "stop"}
     finally:
         _LAYERS[:] = [entry for entry in _LAYERS if entry[1] != "shout"]

@@ -33,6 +33,13 @@ def _register() -> None:
     retrieval.register(app)
     serve_cli.register(app)
     traces.register(app)
+    from aiapp.cli import review, ui  # aiapp review, aiapp ui (issue 17)
+
+    review.register(app)
+    ui.register(app)
+    from aiapp.cli import rollout  # aiapp rollout (issue 18)
+
+    rollout.register(app)
 
 
 _register()

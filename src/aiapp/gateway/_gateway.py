@@ -26,7 +26,7 @@ from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
 from aiapp.gateway._route import build_route
 from aiapp.gateway._sync import run_sync, sync_iterator, sync_method
-from aiapp.tracing import SpanRecord, Tracer, TraceStore, collecting_annotations
+from aiapp.tracing import SpanRecord, Tracer, TraceStore, build_exporters, collecting_annotations
 from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage, as_messages
 
 Prompt = str | Message | Sequence[Message]
@@ -110,6 +110,7 @@ class Gateway:
                 capture=capture,
                 redactor=load_redactor() if capture == "redacted" else None,
                 config_hash=self.settings.config_hash(),
+                exporters=build_exporters(tracing) if tracing.enabled else (),
             )
             return self._tracer
 
@@ -278,6 +279,8 @@ class Gateway:
         for model in self._routes.values():
             await model.aclose()
         self._routes.clear()
+        if self._tracer is not None:
+            self._tracer.shutdown()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -336,7 +339,12 @@ class Gateway:
                 prompt_hash=prompt_ref.hash if prompt_ref else None,
                 input=[m.to_openai() for m in messages],
                 output=_output(completion),
-                attributes=dict(metadata or {}),
+                attributes=dict(metadata or {})
+                | (
+                    {"finish_reason": completion.finish_reason}
+                    if completion and completion.finish_reason
+                    else {}
+                ),
             )
         )
 

@@ -183,3 +183,43 @@ def test_review_queues_from_the_cli(seeded: Seeded, monkeypatch: pytest.MonkeyPa
 def test_the_repo_review_folder_is_where_queues_go(seeded: Seeded) -> None:
     assert (seeded.root / "review" / "support" / "queue.json").is_file()
     assert Path(seeded.root / "review" / "support" / "tasks.jsonl").read_text().count("\n") == 6
+
+
+def test_every_page_has_an_empty_state(tmp_path: Path, aiapp_home: Path) -> None:
+    settings = Settings()
+    settings.home = aiapp_home
+    client = TestClient(create_app(settings=settings, root=tmp_path))
+    assert 'id="total-requests">0<' in client.get("/").text
+    assert "no traces match" in client.get("/traces").text
+    assert "no eval runs yet" in client.get("/evals").text
+    assert "no queues yet" in client.get("/review").text
+    assert "no prompts directory" in client.get("/prompts").text
+    missing = client.get("/review/nothing")
+    assert missing.status_code == 404 and "no such review queue" in missing.text
+    assert client.get("/evals/x/compare").status_code == 404
+
+
+def test_queues_are_created_from_the_console_too(seeded: Seeded) -> None:
+    client = _client(seeded)
+    listing = client.get("/review").text
+    assert 'id="new-queue"' in listing and "<option>support</option>" in listing
+    made = client.post(
+        "/api/review",
+        json={
+            "source": "traces",
+            "name": "errors",
+            "criteria": "Is the failure explained?",
+            "route": "local",
+            "limit": 4,
+        },
+        headers=H,
+    )
+    assert made.status_code == 200, made.text
+    assert made.json() == {"ok": True, "queue": "errors", "items": 4, "url": "/review/errors"}
+    assert client.post("/api/review", json={"source": "traces", "name": "x"}, headers=H).status_code == 400
+    assert client.post("/api/review", json={"source": "suite", "suite": "support"}).status_code == 403
+    again = client.post(
+        "/api/review", json={"source": "suite", "suite": "support", "name": "support-2"}, headers=H
+    )
+    assert again.json()["items"] == 6
+    assert "support-2" in client.get("/review").text

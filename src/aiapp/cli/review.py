@@ -19,17 +19,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(review_app, name="review")
 
 
-def _criteria_of(suite_path: Path) -> str | None:
-    from aiapp.evals import load_suite
-
-    suite = load_suite(suite_path)
-    for spec in suite.scorers:
-        criteria = spec.params.get("criteria")
-        if isinstance(criteria, str) and criteria.strip():
-            return criteria.strip()
-    return None
-
-
 @review_app.command("create")
 def create(
     suite: str | None = typer.Option(
@@ -61,49 +50,36 @@ def create(
     """
     from aiapp.config import load_settings
     from aiapp.errors import InputError
-    from aiapp.evals._review import Queue, ReviewItem, create_queue, items_from_run
-    from aiapp.evals.scorers._human import Rubric
+    from aiapp.evals._review import queue_dir
+    from aiapp.ui._queues import queue_from_suite, queue_from_traces
+    from aiapp.ui._traces import Filters, TraceReader
 
     if (suite is None) == (traces is None):
         raise InputError("pass exactly one of --suite NAME or --traces NAME")
     settings = load_settings(config)
+    scale = (scale_min, scale_max)
     if suite is not None:
-        from aiapp.ui._evals import EvalStore
-
-        store = EvalStore(settings.home)
-        chosen = store.run(suite, run) if run else store.latest(suite)
-        if chosen is None:
-            raise InputError(f"no eval run of suite {suite!r} under {store.root}: run `aiapp eval` first")
-        suite_file = root / "evals" / f"{suite}.yaml"
-        text = criteria or (_criteria_of(suite_file) if suite_file.is_file() else None)
-        if not text:
-            raise InputError(f"--criteria is required: {suite_file} names no judge criteria")
-        queue = Queue(
-            name=name or suite,
-            source="suite",
-            suite=suite,
-            run=chosen.run_id,
-            rubric=Rubric(criteria=text, scale_min=scale_min, scale_max=scale_max),
+        queue, count = queue_from_suite(
+            settings.home, root, suite, run=run, name=name, criteria=criteria, scale=scale
         )
-        items = items_from_run(chosen.rows())
     else:
-        from aiapp.ui._traces import Filters, TraceReader, trace_review_items
-
         if not criteria:
             raise InputError("--criteria is required with --traces")
         reader = TraceReader(settings.traces_path)
-        rows = trace_review_items(reader, Filters(route=route, prompt=prompt, range="all"), limit=limit)
-        queue = Queue(
-            name=name or str(traces),
-            source="traces",
-            rubric=Rubric(criteria=criteria, scale_min=scale_min, scale_max=scale_max),
+        queue, count = queue_from_traces(
+            reader,
+            root,
+            name or str(traces),
+            criteria=criteria,
+            filters=Filters(route=route, prompt=prompt, range="all"),
+            limit=limit,
+            scale=scale,
         )
-        items = [ReviewItem.model_validate(r) for r in rows]
-    folder = create_queue(root, queue, items)
+    folder = queue_dir(root, queue.name)
     if as_json:
-        print_json({"queue": queue.name, "path": str(folder), "items": len(items)})
+        print_json({"queue": queue.name, "path": str(folder), "items": count})
     else:
-        typer.echo(f"review queue {queue.name}: {len(items)} items in {folder}")
+        typer.echo(f"review queue {queue.name}: {count} items in {folder}")
 
 
 @review_app.command("status")

@@ -147,6 +147,18 @@ def create_app(
         except AiappError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
 
+    async def create_queue(request: Request) -> Response:
+        if request.headers.get("x-aiapp-ui") != "1":
+            return JSONResponse({"error": "missing X-Aiapp-UI header"}, status_code=403)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+        try:
+            return JSONResponse(_pages.create_queue_from(ctx, body))
+        except AiappError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -162,6 +174,7 @@ def create_app(
         Route("/review/{queue}", page(_pages.review_queue)),
         Route("/review/{queue}/agreement", page(_pages.review_agreement)),
         Route("/api/review/{queue}/rate", rate, methods=["POST"]),
+        Route("/api/review", create_queue, methods=["POST"]),
         Route("/prompts", page(_pages.prompts_index)),
         Route("/prompts/{name}", page(_pages.prompt)),
         Route("/prompts/{name}/diff", page(_pages.prompt_diff)),

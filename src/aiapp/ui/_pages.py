@@ -190,7 +190,45 @@ def review_index(ctx: UiContext, request: Request) -> HTMLResponse:
                 "ratings": len(ratings),
             }
         )
-    return _html(ctx, request, "review_list.html", title="Review", queues=queues, root=ctx.root)
+    return _html(
+        ctx,
+        request,
+        "review_list.html",
+        title="Review",
+        queues=queues,
+        root=ctx.root,
+        suites=ctx.evals.suites(),
+        options=ctx.traces.options(),
+    )
+
+
+def create_queue_from(ctx: UiContext, body: Any) -> dict[str, Any]:
+    """Build a queue from ``{source: suite|traces, suite, name, criteria, route, prompt, limit}``."""
+    from aiapp.ui._queues import queue_from_suite, queue_from_traces
+
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object")
+    criteria = str(body.get("criteria") or "").strip() or None
+    if body.get("source") == "suite":
+        suite = str(body.get("suite") or "")
+        queue, count = queue_from_suite(
+            ctx.settings.home, ctx.root, suite, name=str(body.get("name") or "") or None, criteria=criteria
+        )
+    elif body.get("source") == "traces":
+        name = str(body.get("name") or "").strip()
+        if not name:
+            raise InputError("a queue built from traces needs a name")
+        try:
+            limit = max(1, min(1000, int(body.get("limit") or 50)))
+        except (TypeError, ValueError):
+            raise InputError(f"limit {body.get('limit')!r} is not a number") from None
+        f = Filters(route=str(body.get("route") or ""), prompt=str(body.get("prompt") or ""), range="all")
+        queue, count = queue_from_traces(
+            ctx.traces, ctx.root, name, criteria=criteria or "", filters=f, limit=limit
+        )
+    else:
+        raise InputError("source must be 'suite' or 'traces'")
+    return {"ok": True, "queue": queue.name, "items": count, "url": f"/review/{queue.name}"}
 
 
 def agreement_panel(ctx: UiContext, name: str) -> dict[str, Any]:
@@ -282,6 +320,17 @@ def _registry(ctx: UiContext) -> PromptRegistry:
 
 def prompts_index(ctx: UiContext, request: Request) -> HTMLResponse:
     """Prompt names, versions and labels."""
+    if not ctx.prompts_dir.is_dir():
+        return _html(
+            ctx,
+            request,
+            "prompts.html",
+            title="Prompts",
+            rows=[],
+            problems=[],
+            directory=ctx.prompts_dir,
+            missing=True,
+        )
     registry = _registry(ctx)
     rows = [
         {"name": n, "versions": registry.versions(n), "labels": registry.labels(n)} for n in registry.names()

@@ -32,6 +32,7 @@ from aiapp.gateway._estimate import estimate_tokens
 from aiapp.gateway._redis import async_client, redis_errors, safe_url
 from aiapp.gateway.embedders import Embedder
 from aiapp.server._auth import KeyStoreLike, key_metadata
+from aiapp.server._feedback import feedback_endpoint
 from aiapp.server._settings import ServerSettings
 from aiapp.server._state import (
     REQUEST_ID,
@@ -353,6 +354,7 @@ def create_app(
         Route("/health", endpoints.health, methods=["GET"]),
         Route("/ready", endpoints.ready, methods=["GET"]),
         Route("/metrics", endpoints.metrics, methods=["GET"]),
+        Route("/v1/feedback", feedback_endpoint(state), methods=["POST"]),
     ]
 
     @contextlib.asynccontextmanager

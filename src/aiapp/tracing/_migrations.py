@@ -83,21 +83,11 @@ MIGRATIONS += [
         """,
     ),
 ]
-# The console's indexes (aiapp ui, issue 17): the dashboard reads model-call spans by time with every
-# figure it charts from one covering index; the trace list reads root spans newest first, filtered.
+# The console's index (aiapp ui, issue 17): the trace list reads root spans newest first, filtered by
+# route, status and prompt version, without touching the table. (The dashboard reads its own rollup.)
 MIGRATIONS += [
     (
         6,
-        "console_dashboard_index",
-        """
-        CREATE INDEX spans_console_calls ON spans(
-            kind, started_at, duration_ms, status, route, model, prompt_ref,
-            input_tokens, output_tokens, cost_usd, cache_hit, trace_id
-        )
-        """,
-    ),
-    (
-        7,
         "console_trace_list_index",
         """
         CREATE INDEX spans_console_roots ON spans(started_at, route, status, prompt_ref, trace_id)

@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup services demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,10 +20,17 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# What the tests use beside .venv, each installed only when missing and skipped (saying why) when it
+# cannot be: redis-server and chromium (Debian packages), Arize Phoenix in its own .venv-phoenix/.
+services:
+	bash scripts/services.sh
+	bash scripts/browser.sh
+	bash scripts/phoenix.sh
+
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+test: setup services
 	bash scripts/test.sh
 
 lint: setup

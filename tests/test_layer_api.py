@@ -89,6 +89,7 @@ PUBLIC: dict[str, list[str]] = {
         "collecting_annotations",
         "current_span",
         "new_id",
+        "record_feedback",
     ],
     "aiapp.gateway": [
         "ENTRY_POINT_GROUP",

@@ -26,7 +26,14 @@ from aiapp.gateway._pricing import PriceTable
 from aiapp.gateway._registry import build_model
 from aiapp.gateway._route import build_route
 from aiapp.gateway._sync import run_sync, sync_iterator, sync_method
-from aiapp.tracing import SpanRecord, Tracer, TraceStore, build_exporters, collecting_annotations
+from aiapp.tracing import (
+    SpanRecord,
+    Tracer,
+    TraceStore,
+    build_exporters,
+    collecting_annotations,
+    record_feedback,
+)
 from aiapp.types import CallOptions, Completion, Message, StreamChunk, Usage, as_messages
 
 Prompt = str | Message | Sequence[Message]
@@ -263,12 +270,16 @@ class Gateway:
                 results.append(CheckResult(route, label, ok, (time.perf_counter() - t0) * 1000.0, detail))
         return results
 
-    def feedback(self, trace_id: str, score: float, comment: str | None = None) -> None:
-        """Store a user's score and comment against a trace."""
-        store = self.tracer.store
-        if store is None:
-            raise ConfigError("tracing is disabled, so feedback cannot be stored", field="tracing.enabled")
-        store.add_feedback(trace_id, score, comment)
+    def feedback(
+        self, trace_id: str, score: float, comment: str | None = None, *, user: str | None = None
+    ) -> None:
+        """Store a user's score and comment against a stored trace and export it like any score.
+
+        Raises:
+            InputError: an unknown trace id or a score that is neither ``+1``/``-1`` nor in ``[0, 1]``.
+            ConfigError: tracing is disabled (no store to keep feedback in).
+        """
+        record_feedback(self.tracer, trace_id, score, comment=comment, user=user)
 
     def close(self) -> None:
         """Close provider connections and the trace store."""

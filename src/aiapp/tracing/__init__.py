@@ -7,6 +7,7 @@ path (:class:`ExportPipeline`, :func:`build_exporters`).
 """
 
 from aiapp.tracing._export import Exporter, ExportPipeline, ScoreRecord, build_exporters
+from aiapp.tracing._feedback import record_feedback
 from aiapp.tracing._store import SpanRecord, TraceStore
 from aiapp.tracing._tracer import (
     SpanContext,
@@ -30,4 +31,5 @@ __all__ = [
     "collecting_annotations",
     "current_span",
     "new_id",
+    "record_feedback",
 ]

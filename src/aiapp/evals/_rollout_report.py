@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -198,20 +198,6 @@ class RolloutReport:
 # -- collecting pairs from the trace store ---------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _db(store: TraceStore) -> Iterator[sqlite3.Connection]:
-    store.flush()
-    if store.path == ":memory:":
-        with store._lock:
-            yield store._db
-        return
-    db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
-    try:
-        yield db
-    finally:
-        db.close()
-
-
 _COLUMNS = "span_id, trace_id, status, error, input, output, prompt_ref, route, started_at, attributes"
 
 
@@ -260,7 +246,7 @@ def collect_pairs(
     """
     start = since or 0.0
     comparisons: list[PairComparison] = []
-    with _db(store) as db:
+    with store.reading() as db:
         shadows: dict[tuple[str, str, str], list[ArmPair]] = {}
         cur = db.execute(
             f"SELECT {_COLUMNS} FROM spans WHERE kind = 'llm' AND started_at >= ? "

@@ -16,11 +16,9 @@ healthy canary.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -83,20 +81,6 @@ class Regression:
     samples: tuple[int, int]
 
 
-@contextlib.contextmanager
-def _connection(store: TraceStore) -> Iterator[sqlite3.Connection]:
-    store.flush()
-    if store.path == ":memory:":
-        with store._lock:  # one connection only: reuse it under the store's lock
-            yield store._db
-        return
-    db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
-    try:
-        yield db
-    finally:
-        db.close()
-
-
 _CALLS = """
 SELECT json_extract(s.attributes, '$.rollout.arm') AS arm,
        COUNT(*),
@@ -135,7 +119,7 @@ def arm_metrics(store: TraceStore, experiment: str, *, since: float | None = Non
     def arm(name: str) -> ArmMetrics:
         return out.setdefault(name, ArmMetrics(name))
 
-    with _connection(store) as db:
+    with store.reading() as db:
         for name, calls, errors, guards in db.execute(_CALLS, (start, experiment)):
             if name is None:
                 continue

@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,25 @@ class TraceStore:
             degraded and retries later (see the module docstring).
         """
         return self._flush(blocking=True)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for ad-hoc read-only SQL over the spans, feedback and scores tables.
+
+        Buffered spans are committed first. A file store gets its own ``mode=ro`` connection (WAL
+        readers never wait for the writer); an in-memory store has one connection only, lent here
+        under the store's lock.
+        """
+        self.flush()
+        if self.path == ":memory:":
+            with self._lock:
+                yield self._db
+            return
+        db = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            yield db
+        finally:
+            db.close()
 
     def _flush(self, *, blocking: bool) -> bool:
         # Not blocking: an inline flush from record() never waits behind another thread's commit.

@@ -24,7 +24,6 @@ setup: $(BIN)/.installed
 # cannot be: redis-server and chromium (Debian packages), Arize Phoenix in its own .venv-phoenix/.
 services:
 	bash scripts/services.sh
-	bash scripts/browser.sh
 	bash scripts/phoenix.sh
 
 demo: setup

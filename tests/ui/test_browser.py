@@ -1,6 +1,6 @@
 """The console in a real browser: Playwright drives Debian's chromium against `aiapp ui` on 127.0.0.1.
 
-Chromium comes from ``scripts/browser.sh`` (Playwright's own browser download cannot reach its
+Chromium comes from ``scripts/services.sh`` (Playwright's own browser download cannot reach its
 host here). Screenshots of every page land in ``build/ui-screenshots/`` (or ``$AIAPP_UI_SCREENSHOTS``).
 """
 
@@ -28,7 +28,7 @@ playwright_sync = pytest.importorskip(
 )
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
-    reason=f"chromium not found at {CHROMIUM}: run scripts/browser.sh to install it",
+    reason=f"chromium not found at {CHROMIUM}: run scripts/services.sh to install it",
 )
 
 

@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("AIAPP_HOME", tempfile.mkdtemp(prefix="aiapp-bench-"))
 
-from _common import emit, percentile, summary
+from _common import emit, interleaved_times, percentile, summary
 from aiapp.config import CacheSettings, Deployment, Route, Settings, TracingSettings
 from aiapp.gateway import Gateway
 from aiapp.gateway.providers.litellm import import_litellm
@@ -151,23 +150,7 @@ def main() -> None:
             "aiapp_async": lambda: loop.run_until_complete(gw.acomplete(user, model="fast")),
             "raw_aiohttp": lambda: loop.run_until_complete(aiohttp_call()),
         }
-        for call in clients.values():  # warm up connections, imports, caches
-            for _ in range(30):
-                call()
-
-        times: dict[str, list[float]] = {name: [] for name in clients}
-        order = list(clients)
-        done = 0
-        while done < args.calls:
-            n = min(args.block, args.calls - done)
-            for name in order:
-                call = clients[name]
-                for _ in range(n):
-                    t0 = time.perf_counter()
-                    call()
-                    times[name].append((time.perf_counter() - t0) * 1000.0)
-            order = order[1:] + order[:1]
-            done += n
+        times = interleaved_times(clients, calls=args.calls, block=args.block)
         stats = stub.stats()
         loop.run_until_complete(bare.close())
         exported = exporting.tracer.pipeline

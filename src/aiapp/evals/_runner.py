@@ -13,6 +13,7 @@ their values are kept apart, so estimates, gates and baselines see only the orig
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import time
@@ -337,13 +338,17 @@ class Runner:
         spec = self.suite.perturb
         assert spec is not None
         path = self.run_dir / _PERTURBATIONS
+        key = hashlib.sha256(
+            to_json([[c.id, c.input] for c in cases]) + spec.model_dump_json().encode()
+        ).hexdigest()[:16]
         if path.exists():
             try:
                 stored = json.loads(path.read_text(encoding="utf-8"))
-                return PerturbationPlan(
-                    cases=[Case.model_validate(c) for c in stored["cases"]], skipped=stored["skipped"]
-                )
-            except (ValueError, KeyError, TypeError):
+                if stored.get("key") == key:  # the same cases (a --limit run or an edited dataset is not)
+                    return PerturbationPlan(
+                        cases=[Case.model_validate(c) for c in stored["cases"]], skipped=stored["skipped"]
+                    )
+            except (ValueError, KeyError, TypeError, AttributeError):
                 pass  # a damaged file is made again
         paraphrase = None
         if "paraphrase" in spec.kinds and self.gateway is not None:
@@ -363,7 +368,8 @@ class Runner:
 
         atomic_write(
             path,
-            to_json({"cases": plan.cases, "skipped": plan.skipped}, indent=1).decode("utf-8") + "\n",
+            to_json({"key": key, "cases": plan.cases, "skipped": plan.skipped}, indent=1).decode("utf-8")
+            + "\n",
         )
         return plan
 

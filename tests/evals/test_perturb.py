@@ -213,3 +213,14 @@ def test_context_perturbations_of_a_context_field() -> None:
     assert by_id["b~reorder_context"]["context"] == ["five", "four"]
     distracted = by_id["a~distractor_context"]["context"].split("\n\n")
     assert len(distracted) == 4 and len({"four", "five"} & set(distracted)) == 1
+
+
+def test_a_limited_run_does_not_leave_stale_perturbations(
+    make_suite: Callable[..., Path], aiapp_home: Path
+) -> None:
+    path = make_suite(target="test_perturb:fragile", rows=ROWS, scorers=["exact_match"], perturb=["typos"])
+    small = evals.run(evals.prepare(path, _gateway(aiapp_home), limit=3))
+    assert small.robustness["typos"]["exact_match"].perturbed.n == 3
+    full = evals.run(evals.prepare(path, _gateway(aiapp_home)))
+    assert full.robustness["typos"]["exact_match"].perturbed.n == len(ROWS)  # made again for all cases
+    assert full.resumed == 3 * 2  # the three originals and their typo forms were kept

@@ -79,6 +79,7 @@ PUBLIC: dict[str, list[str]] = {
     "aiapp.tracing": [
         "ExportPipeline",
         "Exporter",
+        "FeedbackRecord",
         "ScoreRecord",
         "SpanContext",
         "SpanRecord",
@@ -117,6 +118,7 @@ PUBLIC: dict[str, list[str]] = {
         "current_call",
         "current_documents",
         "error_for_status",
+        "feedback",
         "is_loopback",
         "iter_sync",
         "layers",
@@ -380,7 +382,6 @@ PUBLIC: dict[str, list[str]] = {
         "dry_run",
         "estimate",
         "export_traces",
-        "feedback",
         "gate",
         "gate_run",
         "html_report",

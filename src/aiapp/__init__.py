@@ -39,8 +39,9 @@ _EXPORTS: dict[str, str] = {
     "OutputParseError": "aiapp.errors",
     "ProviderError": "aiapp.errors",
     "UserError": "aiapp.errors",
-    # gateway
+    # gateway (feedback on a traced answer is a score on its trace)
     "Gateway": "aiapp.gateway",
+    "feedback": "aiapp.gateway",
     "Model": "aiapp.gateway",
     "PromptRef": "aiapp.gateway",
     "register_provider": "aiapp.gateway",
@@ -56,8 +57,6 @@ _EXPORTS: dict[str, str] = {
     # apps
     "Answer": "aiapp.apps",
     "RAGApp": "aiapp.apps",
-    # evals (feedback on a traced answer is a score on its trace)
-    "feedback": "aiapp.evals",
 }
 
 __all__ = [
@@ -97,8 +96,7 @@ if TYPE_CHECKING:
     from aiapp.apps import Answer, RAGApp
     from aiapp.config import Settings, load_settings
     from aiapp.errors import AiappError, ConfigError, OutputParseError, ProviderError, UserError
-    from aiapp.evals import feedback
-    from aiapp.gateway import Gateway, Model, PromptRef, register_provider
+    from aiapp.gateway import Gateway, Model, PromptRef, feedback, register_provider
     from aiapp.retrieval import Index
     from aiapp.tracing import TraceStore
     from aiapp.types import (

@@ -146,7 +146,7 @@ def feedback_cmd(
     config: str | None = ConfigOption,
 ) -> None:
     """Store feedback on a trace (exported like a score): aiapp traces feedback TRACE +1 "comment"."""
-    from aiapp.evals import feedback
+    from aiapp.gateway import feedback
 
     gw = _gateway(config)
     try:

@@ -14,7 +14,7 @@ from aiapp.evals._dataset import DatasetSpec, FieldMap, load_cases
 from aiapp.evals._from_traces import ExportReport, export_traces
 from aiapp.evals._gate import EXIT_CODES, GateResult, MetricVerdict, gate, load_baseline, write_baseline
 from aiapp.evals._interactions import TraceFilter
-from aiapp.evals._online import OnlineReport, feedback, score_traces
+from aiapp.evals._online import OnlineReport, score_traces
 from aiapp.evals._optimize import OptimizeResult, optimize
 from aiapp.evals._perturb import MetricRobustness
 from aiapp.evals._report import (
@@ -106,7 +106,6 @@ __all__ = [
     "dry_run",
     "estimate",
     "export_traces",
-    "feedback",
     "gate",
     "gate_run",
     "html_report",

@@ -1,7 +1,9 @@
 """Online evaluation: user feedback and the eval harness's scorers, applied to live (stored) traces.
 
-- :func:`feedback` (``aiapp.feedback``) stores a user's ``+1``/``-1`` or ``[0, 1]`` rating on a
-  trace and exports it as a score (``user_feedback``) through the configured exporters.
+User feedback (``aiapp.feedback``, :meth:`aiapp.Gateway.feedback`) is stored and exported the same
+way, as a ``user_feedback`` score; it lives in the gateway layer so that serving code need not
+import the eval harness.
+
 - :func:`score_traces` (``aiapp traces score``) runs registered scorers (``faithfulness``,
   ``judge_rubric`` ...; judge scorers call their judge route through the gateway) over a
   reproducible sample of stored traces, stores each verdict in the trace store's ``scores`` table
@@ -26,7 +28,7 @@ from aiapp.evals._interactions import Interaction, TraceFilter, load_interaction
 from aiapp.evals._score import Case, Output, Sample, Score
 from aiapp.evals.scorers import Scorer, build_scorer
 from aiapp.gateway import run_sync
-from aiapp.tracing._feedback import FeedbackRecord, capture_text, record_feedback
+from aiapp.tracing._feedback import capture_text
 from aiapp.types import Hit
 
 if TYPE_CHECKING:
@@ -34,47 +36,6 @@ if TYPE_CHECKING:
     from aiapp.tracing import Tracer
 
 ONLINE_SOURCE = "online"
-
-
-def feedback(
-    trace_id: str,
-    score: str | float | int,
-    *,
-    comment: str | None = None,
-    user: str | None = None,
-    gateway: Gateway | None = None,
-) -> FeedbackRecord:
-    """Store a user's feedback on a traced answer; it is exported like any score.
-
-    Args:
-        trace_id: The answer's trace id (``answer.trace_id``; a unique prefix is enough).
-        score: ``+1``/``-1`` (thumbs) or a rating in ``[0, 1]``.
-        comment: What the user said; kept as ``tracing.capture`` allows (redacted under
-            ``redacted``, dropped under ``metadata``).
-        user: Who gave it.
-        gateway: The gateway whose trace store and exporters to use (default: one built from the
-            config, closed afterwards).
-
-    Returns:
-        What was stored.
-
-    Raises:
-        InputError: an unknown trace id or a score that is neither ±1 nor in ``[0, 1]``.
-        ConfigError: tracing is disabled.
-
-    Example:
-        >>> answer = app.ask("How do I rotate my API key?")
-        >>> aiapp.feedback(answer.trace_id, +1, comment="clear and correct", user="u42")
-    """
-    if gateway is not None:
-        return record_feedback(gateway.tracer, trace_id, score, comment=comment, user=user)
-    from aiapp.gateway import Gateway
-
-    with Gateway.from_config() as owned:
-        tracer = owned.tracer
-        stored = record_feedback(tracer, trace_id, score, comment=comment, user=user)
-        tracer.flush_exports()
-        return stored
 
 
 class ScorerReport(BaseModel):

@@ -15,6 +15,7 @@ from aiapp.gateway._allow import is_loopback
 from aiapp.gateway._clock import Clock, ManualClock, SystemClock
 from aiapp.gateway._context import CallContext, Document, current_call, current_documents, with_documents
 from aiapp.gateway._errors import error_for_status, map_exception, parse_retry_after
+from aiapp.gateway._feedback import feedback
 from aiapp.gateway._gateway import CheckResult, Gateway, PromptRef
 from aiapp.gateway._health import DeploymentHealth, HealthBoard
 from aiapp.gateway._layers import ENTRY_POINT_GROUP, LayerContext, LayerFactory, layers, register_layer
@@ -50,6 +51,7 @@ __all__ = [
     "current_call",
     "current_documents",
     "error_for_status",
+    "feedback",
     "is_loopback",
     "iter_sync",
     "layers",

@@ -27,6 +27,7 @@ from aiapp.gateway._registry import build_model
 from aiapp.gateway._route import build_route
 from aiapp.gateway._sync import run_sync, sync_iterator, sync_method
 from aiapp.tracing import (
+    FeedbackRecord,
     SpanRecord,
     Tracer,
     TraceStore,
@@ -271,15 +272,23 @@ class Gateway:
         return results
 
     def feedback(
-        self, trace_id: str, score: float, comment: str | None = None, *, user: str | None = None
-    ) -> None:
+        self,
+        trace_id: str,
+        score: str | float | int,
+        comment: str | None = None,
+        *,
+        user: str | None = None,
+    ) -> FeedbackRecord:
         """Store a user's score and comment against a stored trace and export it like any score.
+
+        Returns:
+            What was stored (the full trace id, the parsed score, the comment as captured).
 
         Raises:
             InputError: an unknown trace id or a score that is neither ``+1``/``-1`` nor in ``[0, 1]``.
             ConfigError: tracing is disabled (no store to keep feedback in).
         """
-        record_feedback(self.tracer, trace_id, score, comment=comment, user=user)
+        return record_feedback(self.tracer, trace_id, score, comment=comment, user=user)
 
     def close(self) -> None:
         """Close provider connections and the trace store."""

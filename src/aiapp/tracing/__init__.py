@@ -7,7 +7,7 @@ path (:class:`ExportPipeline`, :func:`build_exporters`).
 """
 
 from aiapp.tracing._export import Exporter, ExportPipeline, ScoreRecord, build_exporters
-from aiapp.tracing._feedback import record_feedback
+from aiapp.tracing._feedback import FeedbackRecord, record_feedback
 from aiapp.tracing._store import SpanRecord, TraceStore
 from aiapp.tracing._tracer import (
     SpanContext,
@@ -21,6 +21,7 @@ from aiapp.tracing._tracer import (
 __all__ = [
     "ExportPipeline",
     "Exporter",
+    "FeedbackRecord",
     "ScoreRecord",
     "SpanContext",
     "SpanRecord",

@@ -14,8 +14,9 @@ Checks: the ingest completes; every hostile file is listed in the report with a 
 PDF that still parses may be indexed instead: counted as ``fuzzed_pdfs_parsed``); the target of
 the links out is not searchable; every normal file is in the manifest and its marker's first hit
 (BM25) is that file; the hostile files add under 100 MB to the reference's peak RSS (``ok``);
-``peak_rss_goal_met`` says whether the peak is under 1 GB (the embedding batches of the normal
-files alone reach about that on the ONNX runtime). The reference, measured in the same run: the same ingest of
+``peak_rss_goal_met`` says whether the peak is under 1 GB (the normal files alone peak at about
+690 MB on the ONNX runtime, 2026-12-02: building and quantizing the graphs in a fresh home, then
+1024-token embedding passes; it was 1.07 GB with 8192-token passes). The reference, measured in the same run: the same ingest of
 the normal files alone (time and peak RSS). Prints one JSON object per hostile category, one for
 the reference and a summary line.
 """

@@ -165,6 +165,19 @@ def test_int8_ingest_embedder_is_close_and_named_apart(onnx_minilm: OnnxEmbedder
     assert build_embedder(precision="int8").name == ingest.name
 
 
+def test_one_int8_text_runs_on_one_thread_with_the_same_vector(graph_dir: Path) -> None:
+    ingest = OnnxEmbedder(cache_dir=graph_dir, precision="int8", threads=2)
+    assert ingest.single_session is not ingest.session
+    assert ingest.single_session.get_session_options().intra_op_num_threads == 1
+    for text in TEXTS[:4]:
+        ids = np.asarray([ingest.tokenizer.encode(text).ids], dtype=np.int64)
+        (pooled,) = ingest.session.run(["pooled"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        two_threads = pooled[0] / np.linalg.norm(pooled[0])
+        assert np.allclose(ingest.embed([text])[0], two_threads, atol=1e-5)
+    fp32 = OnnxEmbedder(cache_dir=graph_dir, threads=2)
+    assert fp32.single_session is fp32.session  # float32 gains from its threads, even for one text
+
+
 def test_a_damaged_int8_graph_is_rebuilt(graph_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "models"
     shutil.copytree(graph_dir, cache)

@@ -10,7 +10,13 @@ with ``"target"``, then one ``"kind": "goal"`` line per goal of issue 15 and a `
 
 * ``added_p50_ms_c1``: added p50 latency of a plain call at concurrency 1 (goal <= 1 ms);
 * ``rps_per_worker_c50``: req/s per worker at c=50, against LiteLLM's (goal >= 5x);
-* ``stream_ttfb_added_p50_ms``: stream time-to-first-byte overhead (goal <= 2 ms);
+* ``stream_ttfb_added_p50_ms_c1``: stream time-to-first-byte overhead, one stream at a time
+  (goal <= 2 ms), from a second, short run_all.py pass per target (``--stream-concurrency 1``);
+* ``stream_ttfb_added_p50_ms``: the same at ``--stream-concurrency`` (default 10), held to the same
+  goal. Read it with ``cpu_ms_per_stream``: 10 closed-loop clients keep one worker saturated, so
+  a stream's first byte waits behind the others' chunks, and by Little's law the TTFB is about
+  concurrency / streams per second. On a 2-core box that also runs the stub and the load
+  generator, it measures the server's CPU per stream more than the latency it adds;
 * ``rss_mb_per_worker``: the server's VmRSS (process and children, from ``/proc``) after the run,
   divided by the workers (goal <= 150 MB).
 
@@ -220,9 +226,16 @@ def main() -> int:
         return 2
 
     common = [
-        "--runs", str(args.runs), "--n", str(args.n), "--stream-n", str(args.stream_n),
-        "--concurrency", args.concurrency, "--stream-concurrency", str(args.stream_concurrency),
-        "--stub-latency-ms", str(args.stub_latency_ms),
+        "--runs", str(args.runs), "--stub-latency-ms", str(args.stub_latency_ms),
+    ]  # fmt: skip
+    main_pass = [
+        "--n", str(args.n), "--stream-n", str(args.stream_n), "--concurrency", args.concurrency,
+        "--stream-concurrency", str(args.stream_concurrency),
+    ]  # fmt: skip
+    # Streams one at a time: the overhead a stream's first byte gains, without the queueing that a
+    # saturated worker adds at c=10 (run_all.py takes one stream concurrency per invocation).
+    single_pass = [
+        "--n", "100", "--stream-n", str(args.stream_n), "--concurrency", "1", "--stream-concurrency", "1",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="aiapp-serve-bench-") as tmp:
         work = Path(tmp)
@@ -231,15 +244,29 @@ def main() -> int:
         env = dict(os.environ, AIAPP_HOME=str(work / "home"), LITELLM_LOCAL_MODEL_COST_MAP="True")
         env.pop("AIAPP_CONFIG", None)
 
+        def measure(target: str, base: int, extra: list[str]) -> dict[str, Any]:
+            passes = []
+            for offset, plan in ((0, main_pass), (2, single_pass)):
+                ports = ["--stub-port", str(base + offset), "--target-port", str(base + offset + 1)]
+                passes.append(
+                    run_peer(
+                        args.peer_dir,
+                        python,
+                        [*common, *plan, *ports, *extra],
+                        target,
+                        work / f"logs-{target}-{offset}",
+                        env,
+                    )
+                )
+            out = figures(passes[0], 1 if target == "litellm_proxy" else args.workers)
+            out["stream_ttfb_added_p50_ms_c1"] = figures(passes[1], 1)["stream_ttfb_added_p50_ms"]
+            return out
+
         litellm: dict[str, Any] | None = None
         litellm_reason = "--skip-litellm" if args.skip_litellm else why
         if litellm_reason is None:
             try:
-                ports = ["--stub-port", str(args.port_base), "--target-port", str(args.port_base + 1)]
-                lines = run_peer(
-                    args.peer_dir, python, [*common, *ports], "litellm_proxy", work / "logs-litellm", env
-                )
-                litellm = figures(lines, 1)
+                litellm = measure("litellm_proxy", args.port_base, [])
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 litellm_reason = f"the LiteLLM proxy run failed: {exc}"
                 log(litellm_reason)
@@ -248,20 +275,13 @@ def main() -> int:
             f"{shlex.quote(sys.executable)} -m aiapp.cli serve --host 127.0.0.1 --port {{port}} --no-auth "
             f"--workers {args.workers} --config {shlex.quote(str(config))}"
         )
-        ports = ["--stub-port", str(args.port_base + 2), "--target-port", str(args.port_base + 3)]
         try:
-            lines = run_peer(
-                args.peer_dir,
-                python,
-                [*common, *ports, "--target-name", "aiapp_serve", "--target-cmd", serve],
-                "aiapp_serve",
-                work / "logs-aiapp",
-                env,
+            aiapp = measure(
+                "aiapp_serve", args.port_base + 4, ["--target-name", "aiapp_serve", "--target-cmd", serve]
             )
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"serve_vs_litellm: the aiapp serve run failed: {exc}", file=sys.stderr)
             return 1
-        aiapp = figures(lines, args.workers)
         aiapp["versions"] = local_versions()  # run_all reports the load generator's venv, not ours
 
     measured = litellm is not None
@@ -269,7 +289,7 @@ def main() -> int:
         emit({"kind": "anchor", **ANCHOR, "why": litellm_reason})
         ref_rps = sum(ANCHOR["rps_c50"]) / 2  # type: ignore[arg-type]
         ref = {"rps_per_worker_c50": ref_rps, "added_p50_ms_c1": 15.25, "stream_ttfb_added_p50_ms": 248.0,
-               "rss_mb_per_worker": ANCHOR["rss_mb_final"]}  # fmt: skip
+               "stream_ttfb_added_p50_ms_c1": None, "rss_mb_per_worker": ANCHOR["rss_mb_final"]}  # fmt: skip
     else:
         ref = litellm
     ratio = (
@@ -280,6 +300,7 @@ def main() -> int:
     goals = [
         ("added_p50_ms_c1", aiapp["added_p50_ms_c1"], "<= 1 ms", lambda v: v <= 1.0),
         ("rps_per_worker_c50_vs_litellm", ratio, ">= 5x", lambda v: v >= 5.0),
+        ("stream_ttfb_added_p50_ms_c1", aiapp["stream_ttfb_added_p50_ms_c1"], "<= 2 ms", lambda v: v <= 2.0),
         ("stream_ttfb_added_p50_ms", aiapp["stream_ttfb_added_p50_ms"], "<= 2 ms", lambda v: v <= 2.0),
         ("rss_mb_per_worker", aiapp["rss_mb_per_worker"], "<= 150 MB", lambda v: v <= 150.0),
     ]

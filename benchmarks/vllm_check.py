@@ -6,10 +6,16 @@ Needs a machine with an NVIDIA GPU and vLLM installed (``pip install vllm``). It
 ``guided_choice`` call and ``Gateway.check`` (``/health``); then, if ``aiapp.server`` is importable,
 ``aiapp serve`` in front of the same route (plain and streamed ``/v1/chat/completions``). Every
 line printed is JSON; without a GPU or vLLM it prints one ``{"kind": "skipped", "reason": ...}``
-line, says why on stderr and exits 2. It ends only the processes it started.
+line, says why on stderr and exits 2. It ends only the processes it started. It exits 1 when any
+check reports ``"ok": false``.
+
+``--base-url`` checks a server that is already running instead (a vLLM started by hand, or the test
+suite's stub, which is how ``tests/gateway/providers/test_vllm.py`` keeps this script working on
+machines without a GPU): nothing is launched but ``aiapp serve``, and no GPU is looked for.
 
 Usage: python benchmarks/vllm_check.py [--model Qwen/Qwen2.5-0.5B-Instruct | /path/to/model]
        [--port 8001] [--serve-port 8002] [--max-model-len 4096] [--timeout 900]
+       python benchmarks/vllm_check.py --base-url http://127.0.0.1:8001/v1 [--api-key KEY]
 """
 
 from __future__ import annotations
@@ -35,6 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit
 
 _STARTED: list[subprocess.Popen[bytes]] = []
+_FAILED: list[str] = []
+
+
+def report(line: dict[str, Any]) -> None:
+    """Print one check's line, remembering a failed one for the exit code."""
+    if line.get("ok") is False:
+        _FAILED.append(f"{line.get('kind')}:{line.get('check')}")
+    emit(line)
 
 
 def _no_gpu_reason(vllm_bin: str | None) -> str | None:
@@ -136,8 +150,8 @@ def _gateway_checks(base_url: str) -> None:
     route = Route(deployments=[Deployment(model="vllm/auto", api_base=base_url, api_key_env="VLLM_API_KEY")])
     settings = Settings(routes={"vllm": route}, default_route="vllm")
     with Gateway(settings) as gw:
-        [health] = gw.check()
-        emit(
+        [health] = gw.check(["vllm"])  # the embedded routes (local, judge ...) are there too
+        report(
             {
                 "kind": "gateway",
                 "check": "health",
@@ -148,7 +162,7 @@ def _gateway_checks(base_url: str) -> None:
         )
         t0 = time.perf_counter()
         reply = gw.complete("Say hello in five words.", options=CallOptions(max_tokens=32, temperature=0))
-        emit(
+        report(
             {
                 "kind": "gateway",
                 "check": "complete",
@@ -165,7 +179,7 @@ def _gateway_checks(base_url: str) -> None:
             if chunk.delta and first is None:
                 first = (time.perf_counter() - t0) * 1000
             pieces.append(chunk.delta)
-        emit(
+        report(
             {
                 "kind": "gateway",
                 "check": "stream",
@@ -189,12 +203,12 @@ def _gateway_checks(base_url: str) -> None:
             ok = isinstance(data, dict) and {"city", "country"} <= set(data)
         except Exception as exc:  # report, do not stop: the next checks still tell something
             data, ok = repr(exc), False
-        emit({"kind": "gateway", "check": "json_schema", "ok": ok, "data": data})
+        report({"kind": "gateway", "check": "json_schema", "ok": ok, "data": data})
         reply = gw.complete(
             "Is the sky blue? Answer yes or no.",
             options=CallOptions(max_tokens=4, extra={"guided_choice": ["yes", "no"]}),
         )
-        emit(
+        report(
             {
                 "kind": "gateway",
                 "check": "guided_choice",
@@ -206,7 +220,7 @@ def _gateway_checks(base_url: str) -> None:
 
 def _serve_checks(base_url: str, port: int, work: Path, env: dict[str, str], timeout_s: float) -> None:
     if importlib.util.find_spec("aiapp.server") is None:
-        emit({"kind": "serve", "skipped": "aiapp.server is not importable"})
+        report({"kind": "serve", "skipped": "aiapp.server is not importable"})
         return
     config = work / "aiapp.yaml"
     config.write_text(
@@ -232,7 +246,7 @@ def _serve_checks(base_url: str, port: int, work: Path, env: dict[str, str], tim
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     body = {"model": "vllm", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 16}
     plain = _post(url, body, None)
-    emit(
+    report(
         {
             "kind": "serve",
             "check": "complete",
@@ -243,7 +257,7 @@ def _serve_checks(base_url: str, port: int, work: Path, env: dict[str, str], tim
         }
     )
     streamed = _post(url, {**body, "stream": True}, None, stream=True)
-    emit(
+    report(
         {
             "kind": "serve",
             "check": "stream",
@@ -264,7 +278,12 @@ def main() -> int:
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.5)
     parser.add_argument("--vllm-bin", default=shutil.which("vllm"))
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for /health")
+    parser.add_argument("--base-url", help="check this running server (…/v1) instead of starting vLLM")
+    parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"), help="with --base-url")
     args = parser.parse_args()
+
+    if args.base_url:
+        return _check_running(args)
 
     reason = _no_gpu_reason(args.vllm_bin)
     if reason is not None:
@@ -314,6 +333,32 @@ def main() -> int:
             _serve_checks(base_url, args.serve_port, work, env, args.timeout)
         finally:
             _stop_all()
+    return _verdict()
+
+
+def _check_running(args: argparse.Namespace) -> int:
+    """The gateway and ``aiapp serve`` checks against an already running server at ``--base-url``."""
+    base_url = args.base_url.rstrip("/")
+    env = dict(os.environ, VLLM_API_KEY=args.api_key or "", NO_PROXY="127.0.0.1,localhost")
+    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    env.setdefault("AIAPP_HOME", tempfile.mkdtemp(prefix="aiapp-vllm-check-"))
+    os.environ.update({k: env[k] for k in ("VLLM_API_KEY", "AIAPP_HOME", "NO_PROXY")})
+    root = base_url.removesuffix("/v1")
+    report({"kind": "vllm", "base_url": base_url, "ok": _get(root + "/health") == 200,
+            "check": "health", "models_status": _get(base_url + "/models", args.api_key)})  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="aiapp-vllm-check-") as tmp:
+        try:
+            _gateway_checks(base_url)
+            _serve_checks(base_url, args.serve_port, Path(tmp), env, min(args.timeout, 120))
+        finally:
+            _stop_all()
+    return _verdict()
+
+
+def _verdict() -> int:
+    if _FAILED:
+        print(f"vllm_check: failed checks: {', '.join(_FAILED)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -205,3 +205,63 @@ def test_vllm_check_script_exits_cleanly_without_a_gpu() -> None:
     assert run.returncode == 2, run.stderr
     line = json.loads(run.stdout.strip().splitlines()[-1])
     assert line["kind"] == "skipped" and ("GPU" in line["reason"] or "vllm" in line["reason"])
+
+
+def test_vllm_check_script_runs_every_check_against_a_running_server(
+    stub: StubServer, tmp_path: Path
+) -> None:
+    """``--base-url`` runs the script's gateway and ``aiapp serve`` checks without a GPU (here: the stub)."""
+    stub.serve(["Qwen/Qwen2.5-0.5B-Instruct"])
+    stub.queue_replies(
+        "Hello there, my good friend.",  # gateway: complete
+        "one two three four five six seven eight nine ten",  # gateway: stream
+        json.dumps({"city": "Lyon", "country": "France"}),  # gateway: json_schema
+        "yes",  # gateway: guided_choice
+        "Hi!",  # serve: complete
+        "Hi again!",  # serve: stream
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "vllm_check.py"),
+            "--base-url",
+            stub.base_url,
+            "--api-key",
+            "sk-test",
+            "--serve-port",
+            str(_free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**_env(), "AIAPP_HOME": str(tmp_path / "home")},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    checks = {(line["kind"], line.get("check")): line for line in lines}
+    assert set(checks) >= {
+        ("vllm", "health"),
+        *(("gateway", c) for c in ("health", "complete", "stream", "json_schema", "guided_choice")),
+        ("serve", "complete"),
+        ("serve", "stream"),
+    }
+    assert all(line["ok"] for line in checks.values()), lines
+    assert checks[("gateway", "json_schema")]["data"] == {"city": "Lyon", "country": "France"}
+    chats = stub.requests("chat")
+    assert chats[0]["model"] == "Qwen/Qwen2.5-0.5B-Instruct"  # vllm/auto found the served model
+    assert chats[3]["guided_choice"] == ["yes", "no"]  # vLLM's own options reach the server
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    keep = ("PATH", "HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LITELLM_LOCAL_MODEL_COST_MAP")
+    return {k: os.environ[k] for k in keep if k in os.environ}

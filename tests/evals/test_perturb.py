@@ -123,6 +123,18 @@ def test_robustness_run_reports_drops_with_intervals(
         "needs a context: a RAG target or a `context` input field": len(ROWS)
     }
 
+    # The Markdown and HTML reports carry the same table, and say what was not perturbed.
+    md = evals.markdown(result)
+    assert "Robustness (original vs perturbed" in md
+    typo_row = next(line for line in md.splitlines() if line.startswith("| typos | exact_match |"))
+    assert f"| {typos.drop.mean:.3f} |" in typo_row
+    assert f"[{typos.drop.low:.3f}, {typos.drop.high:.3f}]" in typo_row
+    assert "| injected_instruction | injection_resisted | — | 0.500 | — | — | 0.500 |" in md
+    assert f"not perturbed: reorder_context: {len(ROWS)} × needs a context" in md
+    page = evals.html_report(result)
+    assert "<h2>Robustness</h2>" in page and "<td>injection_resisted</td>" in page
+    assert "not perturbed: reorder_context" in page
+
     # Resuming reuses the stored perturbations and results, and reports the same drops.
     again = evals.run(evals.prepare(path, _gateway(aiapp_home)))
     assert again.resumed == len(ROWS) * 5

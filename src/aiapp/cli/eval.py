@@ -128,7 +128,9 @@ def register(app: typer.Typer) -> None:
                 summary = evals.summary_dict(result, verdict)
                 summary["reports"] = {k: str(v) for k, v in paths_written.items()}
                 if result.robustness or result.perturb_skipped:
-                    summary["robustness"] = _robustness_dict(result)
+                    from aiapp.evals._report import robustness_dict
+
+                    summary["robustness"] = robustness_dict(result)
                     robustness_path = out_dir / prepared.suite.name / "robustness.json"
                     robustness_path.parent.mkdir(parents=True, exist_ok=True)
                     robustness_path.write_text(json.dumps(summary["robustness"], indent=2) + "\n")
@@ -208,55 +210,16 @@ def _print_result(result: Any, verdict: Any, paths: dict[str, Path]) -> None:
     out.print(f"  report: {paths['html']}")
 
 
-def _robustness_dict(result: Any) -> dict[str, Any]:
-    """Per perturbation: each metric's drop and robustness score, and what could not be perturbed."""
-    return {
-        kind: {
-            "metrics": {m: r.as_dict() for m, r in result.robustness.get(kind, {}).items()},
-            "skipped": result.perturb_skipped.get(kind, {}),
-        }
-        for kind in sorted(set(result.robustness) | set(result.perturb_skipped))
-    }
-
-
 def _print_robustness(result: Any) -> None:
     from rich.table import Table
 
-    def ci(low: float | None, high: float | None) -> str:
-        return "—" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
+    from aiapp.evals._report import ROBUSTNESS_COLUMNS, robustness_rows
 
     table = Table(title=f"{result.suite} — robustness (original vs perturbed, paired per case)")
-    for column in (
-        "perturbation",
-        "metric",
-        "original",
-        "perturbed",
-        "drop",
-        "drop 95% CI",
-        "robustness",
-        "95% CI",
-        "n",
-    ):
+    for column in ROBUSTNESS_COLUMNS:
         table.add_column(column)
-    for kind, metrics in sorted(result.robustness.items()):
-        for name, r in sorted(metrics.items()):
-            orig = "—" if r.original is None else f"{r.original:.3f}"
-            pert = "—" if r.perturbed.mean is None else f"{r.perturbed.mean:.3f}"
-            drop = "—" if r.drop is None else f"{r.drop.mean:.3f}"
-            drop_ci = "—" if r.drop is None else ci(r.drop.low, r.drop.high)
-            rob = r.robustness if r.drop is not None else r.perturbed  # e.g. injection_resisted
-            rob_mean = "—" if rob is None or rob.mean is None else f"{rob.mean:.3f}"
-            table.add_row(
-                kind,
-                name,
-                orig,
-                pert,
-                drop,
-                drop_ci,
-                rob_mean,
-                "—" if rob is None else ci(rob.low, rob.high),
-                str(r.perturbed.n),
-            )
+    for row in robustness_rows(result):
+        table.add_row(*row)
     out = console()
     out.print(table)
     for kind, reasons in sorted(result.perturb_skipped.items()):

@@ -29,6 +29,64 @@ def _interval(low: float | None, high: float | None) -> str:
     return "—" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
 
 
+ROBUSTNESS_COLUMNS = (
+    "perturbation",
+    "metric",
+    "original",
+    "perturbed",
+    "drop",
+    "drop 95% CI",
+    "robustness",
+    "95% CI",
+    "n",
+)
+
+
+def robustness_dict(result: RunResult) -> dict[str, Any]:
+    """Per perturbation: each metric's drop and robustness score, and what could not be perturbed."""
+    return {
+        kind: {
+            "metrics": {m: r.as_dict() for m, r in result.robustness.get(kind, {}).items()},
+            "skipped": result.perturb_skipped.get(kind, {}),
+        }
+        for kind in sorted(set(result.robustness) | set(result.perturb_skipped))
+    }
+
+
+def robustness_rows(result: RunResult) -> list[tuple[str, ...]]:
+    """One row of :data:`ROBUSTNESS_COLUMNS` per perturbation and metric (CLI, Markdown, HTML).
+
+    A metric only perturbed forms have (``injection_resisted``) has no drop; its robustness
+    columns show its perturbed estimate.
+    """
+    rows: list[tuple[str, ...]] = []
+    for kind, metrics in sorted(result.robustness.items()):
+        for name, r in sorted(metrics.items()):
+            rob = r.robustness if r.drop is not None else r.perturbed
+            rows.append(
+                (
+                    kind,
+                    name,
+                    _fmt(r.original),
+                    _fmt(r.perturbed.mean),
+                    "—" if r.drop is None else _fmt(r.drop.mean),
+                    "—" if r.drop is None else _interval(r.drop.low, r.drop.high),
+                    "—" if rob is None else _fmt(rob.mean),
+                    "—" if rob is None else _interval(rob.low, rob.high),
+                    str(r.perturbed.n),
+                )
+            )
+    return rows
+
+
+def _robustness_skipped(result: RunResult) -> list[str]:
+    return [
+        f"{kind}: {count} × {reason}"
+        for kind, reasons in sorted(result.perturb_skipped.items())
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])
+    ]
+
+
 def summary_dict(result: RunResult, gate_result: GateResult | None = None) -> dict[str, Any]:
     """The JSON summary of a run."""
     return {
@@ -89,6 +147,15 @@ def markdown(result: RunResult, gate_result: GateResult | None = None) -> str:
         for name, reasons in sorted(unscored.items()):
             for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]:
                 lines.append(f"- `{name}`: {count} × {reason}")
+    rows = robustness_rows(result)
+    if rows or result.perturb_skipped:
+        lines.append("")
+        lines.append("Robustness (original vs perturbed, paired per case):")
+        lines.append("")
+        lines.append("| " + " | ".join(ROBUSTNESS_COLUMNS) + " |")
+        lines.append("|" + "---|" * len(ROBUSTNESS_COLUMNS))
+        lines.extend("| " + " | ".join(row) + " |" for row in rows)
+        lines.extend(f"- not perturbed: {line}" for line in _robustness_skipped(result))
     if gate_result is not None:
         lines.append("")
         lines.append("| gated metric | verdict | now | baseline | change (95% CI) | why |")
@@ -252,6 +319,17 @@ def html_report(result: RunResult, gate_result: GateResult | None = None) -> str
         )
         + "</table>"
     )
+    robust_rows = robustness_rows(result)
+    robustness = (
+        ""
+        if not robust_rows and not result.perturb_skipped
+        else "<h2>Robustness</h2><p>original vs perturbed, paired per case</p><table><tr>"
+        + "".join(f"<th>{esc(c)}</th>" for c in ROBUSTNESS_COLUMNS)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>" for row in robust_rows)
+        + "</table>"
+        + "".join(f"<p>not perturbed: {esc(line)}</p>" for line in _robustness_skipped(result))
+    )
     more = (
         f"<p>showing the worst {MAX_HTML_ROWS} of {len(rows)} rows</p>" if len(rows) > MAX_HTML_ROWS else ""
     )
@@ -261,7 +339,7 @@ td,th{{border:1px solid #ddd;padding:4px;vertical-align:top}}.fail{{background:#
 .unscored{{background:#eee;color:#777}}.metric{{display:inline-block;margin:0 2em 1em 0}}.src{{font-size:11px;color:#555}}
 .verdict.pass{{color:green}}.verdict.fail{{color:#b00}}.verdict.inconclusive{{color:#b80}}</style></head><body>
 <h1>Eval {esc(result.suite)}</h1><p>target: <code>{esc(result.target)}</code> · cases {result.cases} · samples {result.samples} · errors {result.errors}</p>
-{verdict}{gate_rows}<h2>Metrics</h2>{summary}<h2>Cases, worst first</h2>{more}
+{verdict}{gate_rows}<h2>Metrics</h2>{summary}{robustness}<h2>Cases, worst first</h2>{more}
 <table><tr><th>case</th><th>input</th><th>output</th><th>expected</th><th>sources</th>{head}<th>trace</th></tr>{"".join(body)}</table>
 </body></html>"""
 

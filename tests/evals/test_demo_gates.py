@@ -141,7 +141,12 @@ def test_a_chunker_that_loses_the_markdown_structure_does_not_pass(
 ) -> None:
     support = _gate(demo_gateway, SUITES[0], index=broken_index)
     by_metric = {m.metric: m for m in support.metrics}
-    assert support.verdict == "fail" and support.exit_code == 1
-    assert by_metric["mrr"].verdict == "fail"  # the right section drops down the ranking
+    # The right section drops down the ranking: mrr falls by about 0.27-0.31. Whether twelve cases
+    # prove that beyond the allowed 0.1 (fail) or only straddle it (inconclusive) moves with the
+    # int8 ingest vectors; either way the gate does not let the change through.
+    assert support.verdict in ("fail", "inconclusive") and support.exit_code != 0
+    mrr = by_metric["mrr"]
+    assert mrr.verdict in ("fail", "inconclusive")
+    assert mrr.difference is not None and mrr.difference.mean < -0.2 and mrr.difference.low < -0.3
     faq = _gate(demo_gateway, SUITES[1], index=broken_index)
     assert faq.verdict != "pass" and faq.exit_code != 0

@@ -16,7 +16,7 @@ the links out is not searchable; every normal file is in the manifest and its ma
 (BM25) is that file; the hostile files add under 100 MB to the reference's peak RSS (``ok``);
 ``peak_rss_goal_met`` says whether the peak is under 1 GB (the normal files alone peak at about
 690 MB on the ONNX runtime, 2026-12-02: building and quantizing the graphs in a fresh home, then
-1024-token embedding passes; it was 1.07 GB with 8192-token passes). The reference, measured in the same run: the same ingest of
+2048-token embedding passes; it was 1.07 GB with 8192-token passes). The reference, measured in the same run: the same ingest of
 the normal files alone (time and peak RSS). Prints one JSON object per hostile category, one for
 the reference and a summary line.
 """

@@ -129,11 +129,8 @@ def test_retrieving_one_chunk_fails_the_gate(demo_gateway: Gateway) -> None:
     assert faq.exit_code == 1
     assert by_metric["hit_at_k"].verdict == "fail"
     assert by_metric["hit_at_k"].difference is not None and by_metric["hit_at_k"].difference.mean < -0.1
-    support = _gate(demo_gateway, SUITES[0], k=1)
-    # Twelve cases cannot prove the drop, but the gate does not let it through either.
-    assert support.verdict != "pass"
-    assert support.exit_code != 0
-    assert {m.metric: m for m in support.metrics}["hit_at_k"].difference.mean < 0  # type: ignore[union-attr]
+    # ollama_support is no witness here: its right section is first for 11 of 12 cases at any k, so
+    # k=1 does not lower its retrieval metrics (the heading-blind chunker below is what it catches).
 
 
 def test_a_chunker_that_loses_the_markdown_structure_does_not_pass(

@@ -292,10 +292,7 @@ def main() -> int:
         return 2
 
     key = "sk-vllm-" + secrets.token_hex(16)
-    env = dict(os.environ, VLLM_API_KEY=key, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    env.setdefault("AIAPP_HOME", tempfile.mkdtemp(prefix="aiapp-vllm-check-"))
-    os.environ.update({k: env[k] for k in ("VLLM_API_KEY", "AIAPP_HOME", "NO_PROXY", "no_proxy")})
+    env = _environment(key)
     vllm = [args.vllm_bin] if args.vllm_bin else [sys.executable, "-m", "vllm.entrypoints.cli.main"]
     base_url = f"http://127.0.0.1:{args.port}/v1"
     with tempfile.TemporaryDirectory(prefix="aiapp-vllm-check-") as tmp:
@@ -336,13 +333,21 @@ def main() -> int:
     return _verdict()
 
 
+def _environment(key: str) -> dict[str, str]:
+    """The environment for the checks and the processes they start, also set on this process:
+    the vLLM key, a private ``AIAPP_HOME`` unless one is given, and no proxy for loopback."""
+    loopback = "127.0.0.1,localhost"
+    env = dict(os.environ, VLLM_API_KEY=key, NO_PROXY=loopback, no_proxy=loopback)
+    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    env.setdefault("AIAPP_HOME", tempfile.mkdtemp(prefix="aiapp-vllm-check-"))
+    os.environ.update({k: env[k] for k in ("VLLM_API_KEY", "AIAPP_HOME", "NO_PROXY", "no_proxy")})
+    return env
+
+
 def _check_running(args: argparse.Namespace) -> int:
     """The gateway and ``aiapp serve`` checks against an already running server at ``--base-url``."""
     base_url = args.base_url.rstrip("/")
-    env = dict(os.environ, VLLM_API_KEY=args.api_key or "", NO_PROXY="127.0.0.1,localhost")
-    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    env.setdefault("AIAPP_HOME", tempfile.mkdtemp(prefix="aiapp-vllm-check-"))
-    os.environ.update({k: env[k] for k in ("VLLM_API_KEY", "AIAPP_HOME", "NO_PROXY")})
+    env = _environment(args.api_key or "")
     root = base_url.removesuffix("/v1")
     report({"kind": "vllm", "base_url": base_url, "ok": _get(root + "/health") == 200,
             "check": "health", "models_status": _get(base_url + "/models", args.api_key)})  # fmt: skip

@@ -244,7 +244,7 @@ def main() -> int:
         env = dict(os.environ, AIAPP_HOME=str(work / "home"), LITELLM_LOCAL_MODEL_COST_MAP="True")
         env.pop("AIAPP_CONFIG", None)
 
-        def measure(target: str, base: int, extra: list[str]) -> dict[str, Any]:
+        def measure(target: str, base: int, extra: list[str], workers: int) -> dict[str, Any]:
             passes = []
             for offset, plan in ((0, main_pass), (2, single_pass)):
                 ports = ["--stub-port", str(base + offset), "--target-port", str(base + offset + 1)]
@@ -258,7 +258,7 @@ def main() -> int:
                         env,
                     )
                 )
-            out = figures(passes[0], 1 if target == "litellm_proxy" else args.workers)
+            out = figures(passes[0], workers)
             out["stream_ttfb_added_p50_ms_c1"] = figures(passes[1], 1)["stream_ttfb_added_p50_ms"]
             return out
 
@@ -266,7 +266,7 @@ def main() -> int:
         litellm_reason = "--skip-litellm" if args.skip_litellm else why
         if litellm_reason is None:
             try:
-                litellm = measure("litellm_proxy", args.port_base, [])
+                litellm = measure("litellm_proxy", args.port_base, [], 1)
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 litellm_reason = f"the LiteLLM proxy run failed: {exc}"
                 log(litellm_reason)
@@ -277,7 +277,10 @@ def main() -> int:
         )
         try:
             aiapp = measure(
-                "aiapp_serve", args.port_base + 4, ["--target-name", "aiapp_serve", "--target-cmd", serve]
+                "aiapp_serve",
+                args.port_base + 4,
+                ["--target-name", "aiapp_serve", "--target-cmd", serve],
+                args.workers,
             )
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"serve_vs_litellm: the aiapp serve run failed: {exc}", file=sys.stderr)
